@@ -1,0 +1,92 @@
+"""infer: ``{paths.split}/test.parquet`` -> ``{paths.predictions}/<variant>.jsonl``.
+
+Reads params ``paths``, ``model``, ``prompt``, ``generate``; ``--variant`` picks the model:
+``base`` is the original model, freshly loaded (never the one LoRA modified in place), ``lora``
+is base + the trained adapter. dvc.yaml runs one stage per variant, so retraining LoRA does not
+rerun base inference.
+
+Each dialogue is generated once, with all of its human summaries kept as references (DialogSum's
+test set repeats a dialogue once per reference). Batches are formed from dialogues of similar
+length, so little compute goes to padding; the output keeps the test set's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from stages import cli, modeling, prompt, sources
+from stages.atomic import write_jsonl
+from stages.params import Generate, Prompt, load_params
+
+log = logging.getLogger(__name__)
+VARIANTS = ("base", "lora")
+
+
+def group_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per dialogue, in first-seen order: the first row's id, every summary a reference."""
+    keyed = frame.assign(key=frame["dialogue"].map(sources.dialogue_key))
+    grouped = keyed.groupby("key", sort=False).agg(
+        id=("id", "first"), dialogue=("dialogue", "first"), references=("summary", list))
+    return grouped.reset_index(drop=True)
+
+
+def generate(model, tokenizer, dialogues: list[str], template: Prompt, cfg: Generate,
+             device: str) -> tuple[list[str], list[int]]:
+    """Greedy/beam generation in length-sorted batches; returns texts and token counts in input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    texts = prompt.build_all(template, dialogues)
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True,
+                                             max_length=template.max_source_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # longest first: OOM shows at once
+    outputs: list[str] = [""] * len(texts)
+    counts: list[int] = [0] * len(texts)
+    model.to(device)
+    with torch.inference_mode(), tqdm(total=len(texts), desc="generating", unit="dialogue") as bar:
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
+                            truncation=True, max_length=template.max_source_length).to(device)
+            out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
+                                 no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False)
+            decoded = tokenizer.batch_decode(out, skip_special_tokens=True)
+            for i, ids, text in zip(batch, out, decoded):
+                outputs[i] = text.strip()
+                counts[i] = int((ids != tokenizer.pad_token_id).sum())
+            bar.update(len(batch))
+    return outputs, counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        params = load_params(args.params)
+        log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
+                 params.prompt, params.generate)
+        test = group_references(pd.read_parquet(f"{params.paths.split}/test.parquet"))
+        resolved = modeling.resolve(params.model)
+        tokenizer = modeling.load_tokenizer(resolved.folder)
+        model = modeling.load_variant(resolved.folder, args.variant, Path(params.paths.adapter),
+                                      params.generate.merge_lora)
+        started = time.perf_counter()
+        predictions, counts = generate(model, tokenizer, test["dialogue"].tolist(), params.prompt,
+                                       params.generate, modeling.device())
+        seconds = time.perf_counter() - started
+        rows = test.assign(prediction=predictions, gen_tokens=counts).to_dict("records")
+        write_jsonl(f"{params.paths.predictions}/{args.variant}.jsonl", rows)
+        log.info("%s: %d dialogues in %.1f s (%.2f dialogues/s)", args.variant, len(rows), seconds,
+                 len(rows) / seconds)
+
+    cli.run(body)
+
+
+if __name__ == "__main__":
+    main()

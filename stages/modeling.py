@@ -1,0 +1,124 @@
+"""Loading the base model, its tokenizer and the trained variants: pinned and safe.
+
+A model is either a hub id at a commit (``model.revision``) or a local folder saved with
+``save_pretrained``. A local folder is pinned too, by its content hash in ``model.revision``:
+DVC cannot declare "this folder, but only when the model is local" as a dependency, so the
+params carry the pin and a changed folder is refused until the params say so (which in turn
+reruns exactly the stages that read the model).
+
+Weights load from safetensors only and never with ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stages.params import Model
+from stages.sources import DataError, resolve_hub
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded as configured; the message names the param."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    folder: Path  # local folder holding config, tokenizer and safetensors weights
+    pin: str  # the hub commit, or the local folder's content hash
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over the relative paths and bytes of every file in ``folder``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def resolve(model: Model) -> ResolvedModel:
+    local = Path(model.name)
+    if local.is_dir():
+        actual = folder_hash(local)
+        if model.revision != actual:
+            raise ModelError(
+                f"model.revision: {model.name} is a local folder, pinned by its content hash; "
+                f"set revision: '{actual}' (got {model.revision!r})"
+            )
+        return ResolvedModel(local, actual)
+    if model.revision is None:
+        raise ModelError(f"model.revision: {model.name} is not a local folder, so it is a hub id "
+                         "and needs a commit id to pin")
+    try:
+        folder, commit = resolve_hub(model.name, model.revision, "model")
+    except DataError as exc:
+        raise ModelError(f"model.name: {exc}") from None
+    return ResolvedModel(folder, commit)
+
+
+def _refuse_pickle(folder: Path) -> None:
+    if not any(folder.glob("*.safetensors")):
+        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        found = f" (found {', '.join(pickles)}: pickle files can run code when loaded)" if pickles else ""
+        raise ModelError(f"{folder}: no safetensors weights{found}")
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedModel:
+    """A freshly loaded seq2seq model; ``dropout_rate`` overrides the config's when given."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    _refuse_pickle(folder)
+    overrides = {} if dropout_rate is None else {"dropout_rate": dropout_rate}
+    return AutoModelForSeq2SeqLM.from_pretrained(
+        folder, use_safetensors=True, trust_remote_code=False, **overrides
+    )
+
+
+def load_variant(folder: Path, variant: str, adapter: Path, merge: bool) -> PreTrainedModel:
+    """The model to generate with: the original (``base``) or base + LoRA adapter (``lora``).
+
+    Merging folds ``B @ A * alpha / r`` into the frozen weights, so generation runs at the base
+    model's speed; the outputs match the unmerged model up to float rounding (tested).
+    """
+    model = load_model(folder)
+    if variant == "lora":
+        from peft import PeftModel
+
+        _refuse_pickle(adapter)
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+        if merge:
+            model = model.merge_and_unload()
+    elif variant != "base":
+        raise ModelError(f"unknown variant {variant!r}")
+    return model.eval()
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def use_bf16(setting: str | bool) -> bool:
+    """bf16 where the GPU supports it (``auto``); never fp16, where T5 overflows."""
+    import torch
+
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if setting is True and not supported:
+        raise ModelError("train.bf16: true, but this machine has no GPU with bf16 support")
+    return supported if setting == "auto" else bool(setting)

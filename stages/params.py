@@ -1,0 +1,223 @@
+"""The one reader of ``params.yaml``: parses it into typed, frozen objects.
+
+Every key is required (defaults live in ``params.yaml``, never in code) and unknown keys are
+rejected, so a typo fails at once instead of silently falling back to a default. Errors name the
+file and the dotted key: ``params.yaml: lora.r: must be >= 1 (got 0)``.
+
+``python -m stages.params [FILE]`` validates a params file and prints it resolved; it imports
+no torch, so it is instant.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+PARAMS_FILE = Path("params.yaml")
+SPLITS = ("train", "validation", "test")
+
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used; the message names the file and the dotted key."""
+
+
+class _Section(BaseModel):
+    # strict: YAML's "1e-3" is a string, not a float; a quoted number must not slip through.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Paths(_Section):
+    split: Text
+    tokenized: Text
+    checkpoints: Text
+    adapter: Text
+    predictions: Text
+    metrics: Text
+    per_dialogue: Text
+    train_log: Text
+    examples: Text
+
+
+class Model(_Section):
+    name: Text  # a hub id, or a local folder saved with save_pretrained
+    revision: Text | None
+
+
+class Columns(_Section):
+    id: Text
+    dialogue: Text
+    summary: Text
+    topic: Text
+
+
+class Data(_Section):
+    source: Literal["hub", "file"]
+    hub_id: Text
+    revision: Text
+    file: Text
+    columns: Columns
+
+
+class SplitFractions(_Section):
+    train: Fraction
+    validation: Fraction
+    test: Fraction
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.validation + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"fractions must sum to 1 (got {total:g})")
+        return self
+
+
+class Split(_Section):
+    strategy: Literal["stratified", "source"]
+    fractions: SplitFractions
+    min_topic_size: PosInt
+
+
+class Prompt(_Section):
+    template: Text
+    max_source_length: PosInt
+    max_target_length: PosInt
+
+    @model_validator(mode="after")
+    def _one_dialogue_slot(self) -> Prompt:
+        if self.template.count("{dialogue}") != 1:
+            raise ValueError("template must contain '{dialogue}' exactly once")
+        return self
+
+
+class Lora(_Section):
+    r: PosInt
+    alpha: PosInt
+    dropout: Rate
+    target_modules: Annotated[list[Text], Field(min_length=1)]
+    bias: Literal["none", "all", "lora_only"]
+    task_type: Literal["SEQ_2_SEQ_LM"]
+
+
+class Train(_Section):
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+    max_steps: PosInt
+    batch_size: PosInt
+    auto_find_batch_size: bool
+    eval_batch_size: PosInt
+    gradient_accumulation_steps: PosInt
+    max_grad_norm: Annotated[float, Field(gt=0.0)]
+    warmup_steps: NonNegInt
+    weight_decay: Annotated[float, Field(ge=0.0)]
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"]
+    logging_steps: PosInt
+    eval_steps: PosInt
+    save_total_limit: PosInt
+    early_stopping_patience: PosInt
+    early_stopping_threshold: Annotated[float, Field(ge=0.0)]
+    dropout_rate: Rate | None
+    group_by_length: bool
+    bf16: Literal["auto"] | bool
+    dataloader_workers: NonNegInt
+
+
+class Generate(_Section):
+    max_new_tokens: PosInt
+    num_beams: PosInt
+    no_repeat_ngram_size: NonNegInt
+    batch_size: PosInt
+    merge_lora: bool
+
+
+class Score(_Section):
+    use_stemmer: bool
+    examples: NonNegInt
+
+
+class Tracking(_Section):
+    wandb: bool
+    wandb_project: Text
+
+
+class Params(_Section):
+    seed: NonNegInt
+    paths: Paths
+    model: Model
+    data: Data
+    split: Split
+    prompt: Prompt
+    lora: Lora
+    train: Train
+    generate: Generate
+    score: Score
+    tracking: Tracking
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "missing":
+        return f"{key}: missing"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    message = re.sub(r"^Value error, ", "", error["msg"])
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def parse_params(raw: object, source: str = str(PARAMS_FILE)) -> Params:
+    """Validate an already-loaded params mapping; ``source`` names it in errors."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{source}: {_describe(err)}" for err in exc.errors()]
+        raise ParamsError("\n".join(lines)) from None
+
+
+def read_yaml(text: str) -> object:
+    """Parse YAML 1.2 the way DVC does (ruamel): ``1e-3`` is a float, as `dvc exp run -S` writes it."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate a params file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    try:
+        raw = read_yaml(text)
+    except YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print("usage: python -m stages.params [PARAMS_FILE]  (validate and print resolved params)")
+        return
+    try:
+        params = load_params(args[0] if args else PARAMS_FILE)
+    except ParamsError as exc:
+        sys.exit(f"error: {exc}")
+    dumper = YAML(typ="safe", pure=True)
+    dumper.default_flow_style = False
+    dumper.dump(params.model_dump(), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""score: ``{paths.predictions}/<variant>.jsonl`` -> ``metrics/scores.json``, ``{paths.examples}``,
+``{paths.per_dialogue}``.
+
+Reads params ``paths``, ``score``; the variants to score are the command's arguments (dvc.yaml
+passes the variants its infer stages produce).
+
+``scores.json`` holds ROUGE-1/2/L/Lsum (0-1) and BLEU (sacrebleu's 0-100) and the mean generated
+length per variant, so ``dvc metrics diff`` shows base and LoRA side by side. How each number is
+computed is documented in ``stages/text_metrics.py``. The per-dialogue scores are kept for
+significance tests; the examples file puts a few dialogues, their human summaries and each
+variant's output side by side for reading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from stages import cli
+from stages.atomic import write_json, write_jsonl, write_text
+from stages.params import load_params
+
+log = logging.getLogger(__name__)
+
+
+def read_predictions(folder: str, variant: str) -> list[dict]:
+    path = Path(folder) / f"{variant}.jsonl"
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def score_variant(rows: list[dict], use_stemmer: bool) -> tuple[dict, dict]:
+    """Summary scores (rounded for readable diffs) and per-dialogue scores."""
+    from stages import text_metrics
+
+    result = text_metrics.score([r["prediction"] for r in rows], [r["references"] for r in rows],
+                                use_stemmer)
+    summary = {k: round(result[k], 6) for k in (*text_metrics.ROUGE_TYPES, "bleu")}
+    summary["gen_len"] = round(sum(r["gen_tokens"] for r in rows) / len(rows), 3)
+    return summary, result["per_item"]
+
+
+def examples_markdown(by_variant: dict[str, list[dict]], count: int) -> str:
+    variants = list(by_variant)
+    first = by_variant[variants[0]]
+    parts = [f"# Test dialogues side by side ({', '.join(variants)} vs human)\n"]
+    for i, row in enumerate(first[:count]):
+        parts.append(f"## {row['id']}\n\n```text\n{row['dialogue']}\n```\n")
+        parts.extend(f"- **human {n + 1}**: {ref}" for n, ref in enumerate(row["references"]))
+        parts.extend(f"- **{v}**: {by_variant[v][i]['prediction']}" for v in variants)
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__)
+    parser.add_argument("variants", nargs="+", help="variants to score, e.g. base lora")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        params = load_params(args.params)
+        log.info("score params: %s variants=%s", params.score, args.variants)
+        by_variant = {v: read_predictions(params.paths.predictions, v) for v in args.variants}
+        ids = {v: [r["id"] for r in rows] for v, rows in by_variant.items()}
+        if len({tuple(i) for i in ids.values()}) != 1:
+            raise ValueError(f"predictions of {', '.join(args.variants)} cover different dialogues")
+        scores, per_item = {}, {}
+        for variant, rows in by_variant.items():
+            scores[variant], per_item[variant] = score_variant(rows, params.score.use_stemmer)
+            log.info("%s: %s", variant, scores[variant])
+        first_ids = ids[args.variants[0]]
+        write_jsonl(params.paths.per_dialogue, [
+            {"id": dialogue_id, **{f"{v}.{k}": per_item[v][k][i] for v in per_item for k in per_item[v]}}
+            for i, dialogue_id in enumerate(first_ids)
+        ])
+        write_text(params.paths.examples, examples_markdown(by_variant, params.score.examples))
+        write_json(f"{params.paths.metrics}/scores.json", scores)
+
+    cli.run(body)
+
+
+if __name__ == "__main__":
+    main()

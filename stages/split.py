@@ -1,0 +1,114 @@
+"""split: source data -> ``{paths.split}/{train,validation,test}.parquet`` + ``metrics/split.json``.
+
+Reads params ``seed``, ``paths``, ``data``, ``split``.
+
+Rows that share a dialogue (DialogSum's test set has three human summaries per dialogue) form
+one group and always land in the same split, so no test dialogue is ever trained on. With
+``strategy: stratified`` the groups are re-split, balanced by topic: each topic is cut by the
+fractions on its own, and topics rarer than ``min_topic_size`` are pooled into one stratum
+(DialogSum has thousands of one-off topics, which cannot be cut in three). With
+``strategy: source`` the source's own splits are kept, to compare with published numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from stages import cli, sources
+from stages.atomic import atomic_path, write_json
+from stages.params import SPLITS, SplitFractions, load_params
+from stages.sources import DataError, dialogue_key
+
+log = logging.getLogger(__name__)
+POOLED = "(pooled rare topics)"
+
+
+def allocate(n: int, fractions: SplitFractions) -> list[int]:
+    """Split ``n`` groups by the fractions, rounding by largest remainder (sums to ``n``)."""
+    exact = np.array([getattr(fractions, s) for s in SPLITS]) * n
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def stratified(frame: pd.DataFrame, fractions: SplitFractions, min_topic_size: int,
+               seed: int) -> tuple[pd.Series, int]:
+    """Split name per row, and how many topics were pooled."""
+    keys = frame["dialogue"].map(dialogue_key)
+    groups = frame.assign(key=keys).groupby("key", sort=True)["topic"].first()
+    sizes = groups.value_counts()
+    rare = sizes.index[sizes < min_topic_size]
+    strata = groups.where(~groups.isin(rare), POOLED)
+    rng = np.random.default_rng(seed)
+    assigned: dict[str, str] = {}
+    for _, members in strata.groupby(strata, sort=True):
+        shuffled = rng.permutation(members.index.to_numpy())
+        bounds = np.cumsum([0, *allocate(len(shuffled), fractions)])
+        for name, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:]):
+            assigned.update(dict.fromkeys(shuffled[lo:hi], name))
+    return keys.map(assigned), len(rare)
+
+
+def from_source(frame: pd.DataFrame) -> pd.Series:
+    unknown = sorted(set(frame["source_split"]) - set(SPLITS))
+    if unknown:
+        raise DataError(f"split.strategy: source needs the source's own {'/'.join(SPLITS)} splits; "
+                        f"found split(s) {', '.join(unknown)}")
+    keys = frame["dialogue"].map(dialogue_key)
+    leaking = keys.groupby(keys).transform(lambda k: frame.loc[k.index, "source_split"].nunique() > 1)
+    if leaking.any():
+        log.warning("%d row(s) share a dialogue with another source split", int(leaking.sum()))
+    return frame["source_split"]
+
+
+def summarize(frame: pd.DataFrame, assignment: pd.Series) -> dict:
+    keys = frame["dialogue"].map(dialogue_key)
+    return {
+        name: {"rows": int((assignment == name).sum()),
+               "dialogues": int(keys[assignment == name].nunique()),
+               "topics": int(frame.loc[assignment == name, "topic"].nunique())}
+        for name in SPLITS
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = cli.parser(__doc__).parse_args(argv)
+
+    def body() -> None:
+        params = load_params(args.params)
+        log.info("split params: seed=%s %s data=%s", params.seed, params.split, params.data)
+        loaded = sources.load(params.data)
+        frame, pooled = loaded.frame, 0
+        if params.split.strategy == "stratified":
+            assignment, pooled = stratified(frame, params.split.fractions,
+                                            params.split.min_topic_size, params.seed)
+        else:
+            assignment = from_source(frame)
+        counts = summarize(frame, assignment)
+        empty = [name for name, c in counts.items() if c["rows"] == 0]
+        if empty:
+            raise DataError(f"{loaded.origin}: split {', '.join(empty)} would be empty "
+                            f"({sum(c['dialogues'] for c in counts.values())} dialogues in all)")
+        with atomic_path(params.paths.split) as out:
+            out.mkdir()
+            for name in SPLITS:
+                part = frame.loc[assignment == name, list(sources.COLUMNS)]
+                part.reset_index(drop=True).to_parquet(out / f"{name}.parquet", index=False)
+        write_json(f"{params.paths.metrics}/split.json", {
+            **counts,
+            "pooled_topics": pooled,
+            "dropped_empty_rows": loaded.cleaning.empty_rows,
+            "dropped_duplicate_rows": loaded.cleaning.duplicate_rows,
+            "source": loaded.origin,
+        })
+        log.info("split %s: %s", loaded.origin, {n: c["rows"] for n, c in counts.items()})
+
+    cli.run(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""tokenize: ``{paths.split}/{train,validation}.parquet`` -> ``{paths.tokenized}`` + ``metrics/tokenize.json``.
+
+Reads params ``paths``, ``model``, ``prompt``.
+
+Applies the prompt template and the model's tokenizer, truncating to the max lengths, and stores
+the result with ``datasets.save_to_disk``. Nothing is padded here: the trainer pads each batch to
+its own longest example and pads labels with -100 (ignored by the loss), where the reference lab
+padded everything to 512 and counted padding in the loss. The test split is not tokenized: the
+infer stage generates from its text.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from stages import cli, modeling, prompt
+from stages.atomic import atomic_path, write_json
+from stages.params import Prompt, load_params
+
+log = logging.getLogger(__name__)
+TOKENIZED_SPLITS = ("train", "validation")
+
+
+def tokenize_frame(frame: pd.DataFrame, tokenizer, template: Prompt):  # -> datasets.Dataset
+    """``input_ids``, ``attention_mask``, ``labels`` and ``length`` per row, plus truncation counts.
+
+    ``length`` (the source length) lets the trainer group batches by length without
+    re-measuring the whole data set at start-up.
+    """
+    import datasets
+
+    def encode(batch: dict) -> dict:
+        sources = tokenizer(prompt.build_all(template, batch["dialogue"]))["input_ids"]
+        targets = tokenizer(text_target=batch["summary"])["input_ids"]
+        inputs = [_truncate(ids, template.max_source_length) for ids in sources]
+        return {
+            "input_ids": inputs,
+            "attention_mask": [[1] * len(ids) for ids in inputs],
+            "labels": [_truncate(ids, template.max_target_length) for ids in targets],
+            "length": [len(ids) for ids in inputs],
+            "source_truncated": [len(ids) > template.max_source_length for ids in sources],
+            "target_truncated": [len(ids) > template.max_target_length for ids in targets],
+        }
+
+    dataset = datasets.Dataset.from_pandas(frame[["dialogue", "summary"]], preserve_index=False)
+    encoded = dataset.map(encode, batched=True, remove_columns=dataset.column_names,
+                          desc="tokenizing")
+    stats = {
+        "rows": len(encoded),
+        "source_truncated": int(sum(encoded["source_truncated"])),
+        "target_truncated": int(sum(encoded["target_truncated"])),
+        "source_tokens_max": max(encoded["length"]),
+        "target_tokens_max": max(len(x) for x in encoded["labels"]),
+    }
+    return encoded.remove_columns(["source_truncated", "target_truncated"]), stats
+
+
+def _truncate(ids: list[int], limit: int) -> list[int]:
+    # Keep the closing </s>: T5 learned to stop on it, and the tokenizer appended it last.
+    return ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = cli.parser(__doc__).parse_args(argv)
+
+    def body() -> None:
+        import datasets
+
+        params = load_params(args.params)
+        log.info("tokenize params: model=%s prompt=%s", params.model, params.prompt)
+        tokenizer = modeling.load_tokenizer(modeling.resolve(params.model).folder)
+        splits, metrics = {}, {}
+        for name in TOKENIZED_SPLITS:
+            frame = pd.read_parquet(f"{params.paths.split}/{name}.parquet")
+            splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt)
+        with atomic_path(params.paths.tokenized) as out:
+            datasets.DatasetDict(splits).save_to_disk(str(out))
+        write_json(f"{params.paths.metrics}/tokenize.json", metrics)
+        log.info("tokenized: %s", metrics)
+
+    cli.run(body)
+
+
+if __name__ == "__main__":
+    main()
