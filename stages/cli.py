@@ -11,7 +11,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from stages.params import PARAMS_FILE, ParamsError
+from stages.errors import InputError
+from stages.params import PARAMS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,9 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 def run(body: Callable[[], None]) -> None:
     """Run a stage body with logging set up; expected failures exit 1 with one line."""
-    from stages.modeling import ModelError
-    from stages.sources import DataError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     try:
         body()
-    except (ParamsError, DataError, ModelError) as exc:
+    except InputError as exc:
         sys.exit(f"error: {exc}")

@@ -17,17 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stages.errors import DataError, ModelError
 from stages.params import Model
-from stages.sources import DataError, resolve_hub
+from stages.sources import resolve_hub
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-
-class ModelError(ValueError):
-    """A model that cannot be loaded as configured; the message names the param."""
 
 
 @dataclass(frozen=True)

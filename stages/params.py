@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from stages.errors import ParamsError
+
 PARAMS_FILE = Path("params.yaml")
 SPLITS = ("train", "validation", "test")
 
@@ -28,10 +30,6 @@ NonNegInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 Text = Annotated[str, Field(min_length=1)]
-
-
-class ParamsError(ValueError):
-    """A params file that cannot be used; the message names the file and the dotted key."""
 
 
 class _Section(BaseModel):

@@ -8,22 +8,20 @@ lives in the split stage.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from stages.errors import DataError
 from stages.params import Data
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("id", "dialogue", "summary", "topic")
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the source and what is wrong."""
 
 
 def dialogue_key(text: str) -> str:
@@ -101,16 +99,35 @@ def load_file(path: str | Path, data: Data) -> Loaded:
 def _read(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
-            return pd.read_parquet(path)
+            # nullable dtypes: an int column with a null would otherwise become float (1 -> "1.0")
+            return pd.read_parquet(path, dtype_backend="numpy_nullable")
         text = path.read_bytes().decode("utf-8")
         if fmt == "csv":
             return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        return pd.read_json(path, lines=True, dtype=False, encoding="utf-8") if text.strip() else pd.DataFrame()
+        return _read_jsonl(text)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (ValueError, OSError) as exc:  # pandas / pyarrow parse errors
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a valid {fmt} file ({first})") from None
+
+
+def _read_jsonl(text: str) -> pd.DataFrame:
+    """JSON Lines through ``json``, values kept as parsed: ``pd.read_json`` turns an integer
+    column with one missing value into floats (id 1 -> "1.0"), whatever ``dtype`` says."""
+    rows = []
+    # split on "\n" only: str.splitlines() would also cut at U+2028 inside a JSON string
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number}: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"line {number}: not a JSON object")
+        rows.append(row)
+    return pd.DataFrame(rows, dtype=object)
 
 
 def _select_columns(frame: pd.DataFrame, data: Data, source: str) -> pd.DataFrame:
@@ -135,7 +152,7 @@ def check(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, Cleaning]:
     """
     frame = frame.copy()
     for col in COLUMNS:
-        frame[col] = frame[col].map(lambda v: "" if v is None or v != v else str(v).strip())
+        frame[col] = frame[col].map(lambda v: "" if pd.isna(v) else str(v).strip())
     cleaning = Cleaning()
     empty = (frame["dialogue"] == "") | (frame["summary"] == "") | (frame["id"] == "")
     if empty.any():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from stages import cli, modeling
 from stages.atomic import atomic_path, write_json
-from stages.modeling import ModelError
+from stages.errors import ModelError
 from stages.params import Lora, Params, Train, load_params
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,72 @@
+"""Models load pinned and safely; a merged LoRA adapter generates what the unmerged one does."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from stages import modeling
+from stages.errors import ModelError
+from stages.params import Model
+
+
+def test_local_folder_is_pinned_by_content_hash(tiny_model, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model, copy)
+    pin = modeling.folder_hash(copy)
+    assert modeling.resolve(Model(name=str(copy), revision=pin)).pin == pin
+    (copy / "README.md").write_text("changed")
+    with pytest.raises(ModelError, match=r"model.revision: .* set revision: 'sha256:[0-9a-f]{64}'"):
+        modeling.resolve(Model(name=str(copy), revision=pin))
+
+
+def test_hub_model_needs_a_revision():
+    with pytest.raises(ModelError, match="model.revision"):
+        modeling.resolve(Model(name="google/flan-t5-base", revision=None))
+
+
+def test_hub_model_resolves_offline_from_the_cache(tiny_model, tmp_path, monkeypatch):
+    commit = "a" * 40
+    repo = tmp_path / "models--org--tiny"
+    shutil.copytree(tiny_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    resolved = modeling.resolve(Model(name="org/tiny", revision="main"))
+    assert resolved.pin == commit
+    assert modeling.load_tokenizer(resolved.folder).eos_token == "</s>"
+    with pytest.raises(ModelError, match="org/missing"):
+        modeling.resolve(Model(name="org/missing", revision="main"))
+
+
+def test_pickle_weights_are_refused(tiny_model, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({}, folder / "pytorch_model.bin")
+    with pytest.raises(ModelError, match="no safetensors weights.*pytorch_model.bin"):
+        modeling.load_model(folder)
+
+
+def test_merged_adapter_generates_like_unmerged(tiny_model, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM",
+                        init_lora_weights=False)  # non-zero B: the adapter must change outputs
+    get_peft_model(modeling.load_model(tiny_model), config).save_pretrained(tmp_path / "adapter")
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    batch = tokenizer(["#Person1#: Can I book a table for two at 7 pm?\n#Person2#: Sure."],
+                      return_tensors="pt")
+    outputs = {}
+    for name, variant, merge in [("base", "base", False), ("unmerged", "lora", False), ("merged", "lora", True)]:
+        model = modeling.load_variant(tiny_model, variant, tmp_path / "adapter", merge)
+        with torch.inference_mode():
+            outputs[name] = model.generate(**batch, max_new_tokens=16, do_sample=False).tolist()
+    assert outputs["merged"] == outputs["unmerged"]
+    assert outputs["unmerged"] != outputs["base"]
