@@ -75,6 +75,11 @@ def sync(root: Path, workdir: Path, params: dict) -> None:
         YAML(typ="safe", pure=True).dump(params, f)
     if not (workdir / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
+    # A commit of the copy: DVCLive and `dvc exp` need one, and it lets `dvc metrics diff`
+    # compare a demo run with the previous one.
+    git = ["git", "-c", "user.name=demo", "-c", "user.email=demo@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=workdir, check=True)
+    subprocess.run([*git, "commit", "-qm", "make demo", "--allow-empty"], cwd=workdir, check=True)
 
 
 def stage_env() -> dict:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from stages.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # Trainer log key -> DVCLive metric name (plots/metrics/<name>.tsv).
@@ -31,10 +33,15 @@ class LiveCurves(TrainerCallback):
 
     def __init__(self, folder: str | Path):
         from dvclive import Live
+        from scmrepo.exceptions import SCMError
 
         # dvcyaml=False / save_dvc_exp=False: the pipeline's dvc.yaml declares these plots;
         # DVCLive must neither edit it nor create experiments of its own.
-        self.live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+        try:
+            self.live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+        except SCMError as exc:  # DVCLive 3.49 fails in a git repo without commits
+            raise InputError(f"DVCLive cannot log to {folder}: {exc}; make a first commit "
+                             "(git commit) and rerun") from None
 
     def _log(self, step: int, logs: dict) -> None:
         values = {CURVES[k]: v for k, v in logs.items() if k in CURVES}
