@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -93,11 +93,12 @@ class Prompt(_Section):
     max_source_length: PosInt
     max_target_length: PosInt
 
-    @model_validator(mode="after")
-    def _one_dialogue_slot(self) -> Prompt:
-        if self.template.count("{dialogue}") != 1:
-            raise ValueError("template must contain '{dialogue}' exactly once")
-        return self
+    @field_validator("template")
+    @classmethod
+    def _one_dialogue_slot(cls, template: str) -> str:
+        if template.count("{dialogue}") != 1:
+            raise ValueError("must contain '{dialogue}' exactly once")
+        return template
 
 
 class Lora(_Section):
@@ -127,7 +128,7 @@ class Train(_Section):
     early_stopping_threshold: Annotated[float, Field(ge=0.0)]
     dropout_rate: Rate | None
     group_by_length: bool
-    bf16: Literal["auto"] | bool
+    bf16: Literal["auto", True, False]
     dataloader_workers: NonNegInt
 
 
@@ -170,6 +171,8 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     message = re.sub(r"^Value error, ", "", error["msg"])
+    if isinstance(error["input"], dict):  # a whole section: the message says what is off
+        return f"{key}: {message}"
     return f"{key}: {message} (got {error['input']!r})"
 
 

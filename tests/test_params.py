@@ -96,8 +96,7 @@ BAD = {
     "fractions sum to 1.1": (_set("split.fractions.train", 0.9), "split.fractions", "sum to 1"),
     "fraction 0": (_set("split.fractions", {"train": 0.9, "validation": 0.1, "test": 0.0}),
                    "split.fractions.test", "greater than 0"),
-    # the check spans the section, so the key named is the section: "prompt: template must ..."
-    "template without slot": (_set("prompt.template", "Summarize: {text}"), "prompt", "{dialogue}"),
+    "template without slot": (_set("prompt.template", "Summarize: {text}"), "prompt.template", "{dialogue}"),
     "no new tokens": (_set("generate.max_new_tokens", 0), "generate.max_new_tokens", "greater than"),
     "bf16 yes": (_set("train.bf16", "yes"), "train.bf16", "'yes'"),
     "unknown strategy": (_set("split.strategy", "random"), "split.strategy", "'random'"),
@@ -118,6 +117,7 @@ def test_bad_params_name_file_and_key(tmp_path: Path, mutate: Callable[[dict], N
     message = str(caught.value)
     assert f"{path}: {key}" in message
     assert phrase in message
+    assert len(message.splitlines()) == 1, message  # one line per problem
 
 
 @pytest.mark.parametrize("text, phrase", [
