@@ -31,8 +31,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a writer that was killed (SIGKILL skips any cleanup). One writer at a time
+    # is safe to assume: DVC locks the repository while a stage runs.
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        remove(stale)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    remove(tmp)
     try:
         yield tmp
     except BaseException:

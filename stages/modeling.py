@@ -105,6 +105,13 @@ def load_variant(folder: Path, variant: str, adapter: Path, merge: bool) -> PreT
     return model.eval()
 
 
+def library_versions() -> dict[str, str]:
+    """The versions that decide what a run computes, recorded with the training metrics."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "peft", "datasets", "accelerate")}
+
+
 def device() -> str:
     import torch
 

@@ -68,21 +68,21 @@ class LiveCurves(TrainerCallback):
             self.live.end()
 
 
-def wandb_report_to(enabled: bool, project: str, run_dir: Path) -> list[str]:
+def wandb_report_to(enabled: bool, project: str) -> list[str]:
     """``report_to`` for the Trainer. W&B never prompts or hangs: with no API key it runs offline.
 
-    The key itself is only ever read from the environment or wandb's own settings by wandb; the
-    pipeline neither copies nor logs it.
+    Runs go to wandb's own ``./wandb`` folder (git-ignored, not a pipeline output: it holds
+    timestamps and run ids, which would make the outputs differ run to run). The API key is
+    read by wandb alone, from the environment or its settings; the pipeline never copies or
+    logs it.
     """
     if not enabled:
         return []
     os.environ.setdefault("WANDB_PROJECT", project)
-    os.environ.setdefault("WANDB_DIR", str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
         netrc = Path.home() / ".netrc"
         if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")):
-            log.warning("tracking.wandb: no W&B API key configured; logging offline to %s "
-                        "(sync later with `wandb sync`)", run_dir)
+            log.warning("tracking.wandb: no W&B API key configured; logging offline to ./wandb "
+                        "(upload later with `wandb sync`)")
             os.environ["WANDB_MODE"] = "offline"
     return ["wandb"]

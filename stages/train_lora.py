@@ -9,7 +9,7 @@ keeps the best checkpoint's weights at the end. Loss curves go to ``{paths.train
 Checkpoints live in ``{paths.checkpoints}``, which DVC keeps between runs (``persist``) and never
 caches. A rerun after a crash resumes from the newest complete checkpoint, but only when it was
 written with the same params and data: the folder carries a fingerprint of both, and a
-mismatch clears it.
+mismatch clears it. Once the adapter is saved the checkpoints are removed.
 """
 
 from __future__ import annotations
@@ -103,9 +103,23 @@ def prepare_checkpoints(folder: Path, expected: str) -> Path | None:
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"fingerprint": expected}) + "\n")
-    # The Trainer writes trainer_state.json last: a checkpoint without it was cut short.
-    complete = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    complete = [p for p in folder.glob("checkpoint-*") if _complete(p)]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _complete(checkpoint: Path) -> bool:
+    # The Trainer writes trainer_state.json last: a checkpoint without it, or with a
+    # truncated one, was cut short.
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def clear_checkpoints(folder: Path) -> None:
+    for checkpoint in folder.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
 
 
 def train(params: Params) -> dict:
@@ -129,9 +143,8 @@ def train(params: Params) -> dict:
     if resume:
         log.info("resuming from %s (step %s)", resume, resume.name.split("-")[-1])
     bf16 = modeling.use_bf16(cfg.bf16)
-    args = training_args(cfg, checkpoints, params.seed, bf16,
-                         tracking.wandb_report_to(params.tracking.wandb,
-                                                  params.tracking.wandb_project, checkpoints / "wandb"))
+    report_to = tracking.wandb_report_to(params.tracking.wandb, params.tracking.wandb_project)
+    args = training_args(cfg, checkpoints, params.seed, bf16, report_to)
     trainer = Seq2SeqTrainer(
         model=model,
         args=args,
@@ -149,6 +162,9 @@ def train(params: Params) -> dict:
 
     with atomic_path(paths.adapter) as out:
         trainer.model.save_pretrained(str(out), safe_serialization=True)
+    # Checkpoints exist to survive a crash; once the adapter is saved they have served. Keeping
+    # them would make a forced rerun "resume" at the last step instead of training again.
+    clear_checkpoints(checkpoints)
     state = trainer.state
     best = state.best_model_checkpoint
     return {
@@ -164,6 +180,8 @@ def train(params: Params) -> dict:
         "wall_time_s": round(wall, 2),
         "bf16": bf16,
         "adapter_mb": round(sum(f.stat().st_size for f in Path(paths.adapter).iterdir()) / 2**20, 3),
+        "model_revision": resolved.pin,  # the commit a branch name resolved to, or the folder hash
+        "versions": modeling.library_versions(),
     }
 
 

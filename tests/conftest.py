@@ -37,3 +37,28 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     return ROOT / "demo" / "tiny-t5"
+
+
+FEW_STEPS = {"max_steps": 20, "eval_steps": 10, "logging_steps": 5, "warmup_steps": 2}
+
+
+def make_project(folder: Path, **sections: dict) -> Path:
+    """A git repo holding a copy of the project with the demo's params, cut to a few steps.
+
+    ``sections`` update params sections, e.g. ``train={"max_steps": 30}``.
+    """
+    from demo.run import demo_params, sync
+
+    params = demo_params()
+    params["train"].update(FEW_STEPS)
+    params["generate"].update(max_new_tokens=24)
+    for name, values in sections.items():
+        params[name].update(values)
+    folder.mkdir(parents=True, exist_ok=True)
+    sync(ROOT, folder, params)  # copies the working tree, writes params.yaml, commits
+    return folder
+
+
+def commit(folder: Path, message: str) -> None:
+    git(folder, "add", "-A")
+    git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, "--allow-empty")

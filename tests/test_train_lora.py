@@ -73,8 +73,9 @@ def test_newest_complete_checkpoint_is_resumed(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     (folder / FINGERPRINT).write_text(json.dumps({"fingerprint": "same"}))
-    for step, complete in [(10, True), (20, True), (30, False)]:  # 30 was cut short
+    states = {10: "{}", 20: "{}", 30: '{"log_history": [', 40: None}  # 30, 40 were cut short
+    for step, state in states.items():
         (folder / f"checkpoint-{step}").mkdir()
-        if complete:
-            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        if state is not None:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     assert prepare_checkpoints(folder, "same") == folder / "checkpoint-20"

@@ -1,0 +1,86 @@
+"""Outputs appear whole or not at all, whatever interrupts the writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from stages.atomic import atomic_path, write_json
+from tests.conftest import ROOT
+
+
+def test_failed_write_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "scores.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text('{"v": 2, "half')
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a write
+    assert target.read_text() == '{\n  "v": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+def test_failed_folder_write_leaves_the_previous_folder(tmp_path):
+    target = tmp_path / "split"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "train.parquet").write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "train.parquet").write_text("new")
+        raise RuntimeError("disk full")
+    assert [p.name for p in target.iterdir()] == ["train.parquet"]
+    assert (target / "train.parquet").read_text() == "old"
+
+
+def test_folder_is_replaced_whole(tmp_path):
+    target = tmp_path / "split"
+    for files in (["a", "b"], ["c"]):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            for name in files:
+                (tmp / name).write_text(name)
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+
+
+def test_sigkilled_split_leaves_outputs_intact_and_its_litter_is_cleared(tmp_path):
+    """A real SIGKILL while split writes its second parquet file."""
+    from demo.make_sample import generate, write_jsonl
+    from stages.params import read_yaml
+
+    write_jsonl(generate(200, seed=3), tmp_path / "data.jsonl")
+    params = read_yaml((ROOT / "params.yaml").read_text())
+    params["data"].update(source="file", file=str(tmp_path / "data.jsonl"))
+    from ruamel.yaml import YAML
+
+    YAML(typ="safe").dump(params, tmp_path / "params.yaml")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-m", "stages.split"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "data" / "split").iterdir()}
+    killer = (
+        "import os, signal, pandas as pd\n"
+        "orig = pd.DataFrame.to_parquet\n"
+        "calls = []\n"
+        "def dying(self, *a, **k):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return orig(self, *a, **k)\n"
+        "pd.DataFrame.to_parquet = dying\n"
+        "from stages.split import main\n"
+        "main(['--params', 'params.yaml'])\n"
+    )
+    params["seed"] = 7  # a different split, so a partial write would show
+    YAML(typ="safe").dump(params, tmp_path / "params.yaml")
+    killed = subprocess.run([sys.executable, "-c", killer], cwd=tmp_path, env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    after = {p.name: p.read_bytes() for p in (tmp_path / "data" / "split").iterdir()}
+    assert after == before
+    assert any(p.name.startswith(".split.tmp-") for p in (tmp_path / "data").iterdir())
+    subprocess.run([sys.executable, "-m", "stages.split"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    assert [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".")] == []
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data" / "split").iterdir()} != before

@@ -1,0 +1,112 @@
+"""Resume after a crash, the same bits every time, and no secret in any output.
+
+Each test builds its own small project (the demo's params cut to a few steps) and runs the real
+`dvc` commands, as a user on a GPU box would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from demo.run import stage_env
+from tests.conftest import dvc, make_project
+
+FAKE_KEY = "wandb-fake-key-7f3c9e21d4b8a6f0e5c1"
+FAKE_HF_TOKEN = "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"
+
+
+def lock_outputs(project: Path) -> dict[str, str]:
+    """Every output path in dvc.lock with its recorded hash."""
+    from stages.params import read_yaml
+
+    lock = read_yaml((project / "dvc.lock").read_text())
+    return {out["path"]: out.get("md5") for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def test_killed_training_resumes_to_the_same_adapter(tmp_path):
+    train = {"max_steps": 30}
+    whole = make_project(tmp_path / "whole", train=train)
+    dvc(whole, "repro", "train_lora")
+    crashed = make_project(tmp_path / "crashed", train=train)
+    dvc(crashed, "repro", "tokenize")
+
+    checkpoint = crashed / "checkpoints" / "lora" / "checkpoint-10" / "trainer_state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=crashed, env=stage_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (crashed / "models" / "lora").exists()
+
+    result = dvc(crashed, "repro", "train_lora")
+    log = result.stdout + result.stderr
+    step = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", log).group(1))
+    assert step in (10, 20)
+    metrics = json.loads((crashed / "metrics" / "train.json").read_text())
+    assert metrics["resumed_from_step"] == step and metrics["steps"] == 30
+    adapter = "models/lora/adapter_model.safetensors"
+    assert (crashed / adapter).read_bytes() == (whole / adapter).read_bytes()
+    assert not list((crashed / "checkpoints" / "lora").glob("checkpoint-*"))  # cleared on success
+
+
+# Outputs that record how long things took: they cannot repeat bit for bit, by design.
+TIMED = {"metrics/train.json", "metrics/train"}
+
+
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory) -> list[Path]:
+    """Two fresh copies, `dvc repro -f` in each, W&B on (offline) with planted secrets."""
+    runs = []
+    env_before = dict(os.environ)
+    os.environ.update(WANDB_API_KEY=FAKE_KEY, HF_TOKEN=FAKE_HF_TOKEN, WANDB_MODE="offline")
+    try:
+        for name in ("first", "second"):
+            project = make_project(tmp_path_factory.mktemp(name), tracking={"wandb": True})
+            dvc(project, "repro", "--force")
+            runs.append(project)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    return runs
+
+
+def test_two_fresh_runs_give_identical_outputs(twin_runs):
+    first, second = (lock_outputs(p) for p in twin_runs)
+    assert first.keys() == second.keys()
+    differing = {path for path in first if first[path] != second[path]}
+    assert differing <= TIMED, f"outputs differ between identical runs: {differing - TIMED}"
+    # The timed outputs agree on everything but time.
+    a, b = (json.loads((p / "metrics" / "train.json").read_text()) for p in twin_runs)
+    untimed = lambda m: {k: v for k, v in m.items() if k != "wall_time_s"}  # noqa: E731
+    assert untimed(a) == untimed(b)
+    for tsv in ("train/loss.tsv", "eval/loss.tsv"):
+        rows = [[line.split("\t")[:2] for line in (p / "metrics/train/plots/metrics" / tsv).read_text().splitlines()]
+                for p in twin_runs]
+        assert rows[0] == rows[1]
+
+
+def test_lock_pins_model_and_library_versions(twin_runs):
+    metrics = json.loads((twin_runs[0] / "metrics" / "train.json").read_text())
+    assert metrics["model_revision"].startswith("sha256:")
+    assert set(metrics["versions"]) >= {"torch", "transformers", "peft", "datasets"}
+
+
+def test_no_secret_in_any_output(twin_runs):
+    for project in twin_runs:
+        assert (project / "wandb").is_dir()  # W&B did run, offline
+        for path in project.rglob("*"):
+            if path.is_file() and ".git" not in path.parts:
+                data = path.read_bytes()
+                assert FAKE_KEY.encode() not in data, path
+                assert FAKE_HF_TOKEN.encode() not in data, path
