@@ -7,18 +7,22 @@ rerun base inference.
 
 Each dialogue is generated once, with all of its human summaries kept as references (DialogSum's
 test set repeats a dialogue once per reference). Batches are formed from dialogues of similar
-length, so little compute goes to padding; the output keeps the test set's order.
+length, so little compute goes to padding; the output keeps the test set's order. With
+``generate.processes > 1`` the dialogues are dealt out to that many processes (one per GPU) and
+gathered back in order; greedy outputs are the same as from one process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from stages import cli, modeling, prompt, sources
+from stages import cli, launch, modeling, prompt, sources
 from stages.atomic import write_jsonl
 from stages.params import Generate, Prompt, load_params
 
@@ -62,6 +66,29 @@ def generate(model, tokenizer, dialogues: list[str], template: Prompt, cfg: Gene
     return outputs, counts
 
 
+def generate_distributed(model, tokenizer, dialogues: list[str], template: Prompt,
+                         cfg: Generate) -> tuple[list[str], list[int]]:
+    """``generate`` on this process's share of the dialogues; every process gets all results."""
+    import torch
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        mine = list(range(launch.rank(), len(dialogues), launch.world_size()))
+        device = f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu"
+        texts, counts = generate(model, tokenizer, [dialogues[i] for i in mine], template, cfg, device)
+        shares: list = [None] * launch.world_size()
+        dist.all_gather_object(shares, (mine, texts, counts))
+    finally:
+        dist.destroy_process_group()
+    outputs, lengths = [""] * len(dialogues), [0] * len(dialogues)
+    for indices, share_texts, share_counts in shares:
+        for i, text, count in zip(indices, share_texts, share_counts):
+            outputs[i], lengths[i] = text, count
+    return outputs, lengths
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = cli.parser(__doc__)
     parser.add_argument("--variant", required=True, choices=VARIANTS)
@@ -69,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> None:
         params = load_params(args.params)
+        if params.generate.processes > 1 and not launch.launched():
+            launch.relaunch("stages.infer", params.generate.processes, sys.argv[1:])
         log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
                  params.prompt, params.generate)
         test = group_references(pd.read_parquet(f"{params.paths.split}/test.parquet"))
@@ -77,9 +106,16 @@ def main(argv: list[str] | None = None) -> None:
         model = modeling.load_variant(resolved.folder, args.variant, Path(params.paths.adapter),
                                       params.generate.merge_lora)
         started = time.perf_counter()
-        predictions, counts = generate(model, tokenizer, test["dialogue"].tolist(), params.prompt,
-                                       params.generate, modeling.device())
+        dialogues = test["dialogue"].tolist()
+        if launch.world_size() > 1:
+            predictions, counts = generate_distributed(model, tokenizer, dialogues, params.prompt,
+                                                       params.generate)
+        else:
+            predictions, counts = generate(model, tokenizer, dialogues, params.prompt,
+                                           params.generate, modeling.device())
         seconds = time.perf_counter() - started
+        if launch.rank() > 0:
+            return
         rows = test.assign(prediction=predictions, gen_tokens=counts).to_dict("records")
         write_jsonl(f"{params.paths.predictions}/{args.variant}.jsonl", rows)
         log.info("%s: %d dialogues in %.1f s (%.2f dialogues/s)", args.variant, len(rows), seconds,

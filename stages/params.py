@@ -130,6 +130,8 @@ class Train(_Section):
     group_by_length: bool
     bf16: Literal["auto", True, False]
     dataloader_workers: NonNegInt
+    processes: PosInt
+    gradient_checkpointing: bool
 
 
 class Generate(_Section):
@@ -138,6 +140,7 @@ class Generate(_Section):
     no_repeat_ngram_size: NonNegInt
     batch_size: PosInt
     merge_lora: bool
+    processes: PosInt
 
 
 class Score(_Section):

@@ -18,10 +18,11 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from stages import cli, modeling
+from stages import cli, launch, modeling
 from stages.atomic import atomic_path, write_json
 from stages.errors import ModelError
 from stages.params import Lora, Params, Train, load_params
@@ -52,6 +53,7 @@ def add_lora(base, lora: Lora, seed: int):
 
 
 def training_args(train: Train, output_dir: Path, seed: int, bf16: bool, report_to: list[str]):
+    import torch
     from transformers import Seq2SeqTrainingArguments
 
     return Seq2SeqTrainingArguments(
@@ -77,6 +79,10 @@ def training_args(train: Train, output_dir: Path, seed: int, bf16: bool, report_
         greater_is_better=False,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=train.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
+        ddp_find_unused_parameters=False,  # every LoRA weight is used: skip DDP's graph search
         dataloader_num_workers=train.dataloader_workers,
         seed=seed,
         data_seed=seed,
@@ -95,14 +101,17 @@ def fingerprint(params: Params, tokenized: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_checkpoints(folder: Path, expected: str) -> Path | None:
-    """Clear checkpoints of other params or data; return the newest complete one, if any."""
+def prepare_checkpoints(folder: Path, expected: str) -> None:
+    """Clear checkpoints written with other params or data, and stamp the folder."""
     stamp = folder / FINGERPRINT
     if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()).get("fingerprint") != expected):
         log.info("clearing %s: written with other params or data", folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"fingerprint": expected}) + "\n")
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
     complete = [p for p in folder.glob("checkpoint-*") if _complete(p)]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
@@ -122,8 +131,8 @@ def clear_checkpoints(folder: Path) -> None:
         shutil.rmtree(checkpoint)
 
 
-def train(params: Params) -> dict:
-    """Train, save the adapter, and return the training metrics."""
+def train(params: Params) -> dict | None:
+    """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
     import datasets
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Seq2SeqTrainer
 
@@ -139,7 +148,9 @@ def train(params: Params) -> dict:
 
     data = datasets.load_from_disk(paths.tokenized)
     checkpoints = Path(paths.checkpoints)
-    resume = prepare_checkpoints(checkpoints, fingerprint(params, Path(paths.tokenized)))
+    if not launch.launched():  # with several processes, main() prepared them once, before launch
+        prepare_checkpoints(checkpoints, fingerprint(params, Path(paths.tokenized)))
+    resume = newest_checkpoint(checkpoints)
     if resume:
         log.info("resuming from %s (step %s)", resume, resume.name.split("-")[-1])
     bf16 = modeling.use_bf16(cfg.bf16)
@@ -159,6 +170,8 @@ def train(params: Params) -> dict:
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        return None
 
     with atomic_path(paths.adapter) as out:
         trainer.model.save_pretrained(str(out), safe_serialization=True)
@@ -192,9 +205,14 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         log.info("train_lora params: seed=%s model=%s lora=%s train=%s tracking=%s", params.seed,
                  params.model, params.lora, params.train, params.tracking)
+        if params.train.processes > 1 and not launch.launched():
+            prepare_checkpoints(Path(params.paths.checkpoints),
+                                fingerprint(params, Path(params.paths.tokenized)))
+            launch.relaunch("stages.train_lora", params.train.processes, sys.argv[1:])
         metrics = train(params)
-        write_json(f"{params.paths.metrics}/train.json", metrics)
-        log.info("trained: %s", metrics)
+        if metrics is not None:
+            write_json(f"{params.paths.metrics}/train.json", metrics)
+            log.info("trained: %s", metrics)
 
     cli.run(body)
 

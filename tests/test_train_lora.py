@@ -9,7 +9,7 @@ import pytest
 from stages import modeling
 from stages.errors import ModelError
 from stages.params import Lora
-from stages.train_lora import FINGERPRINT, add_lora, prepare_checkpoints
+from stages.train_lora import FINGERPRINT, add_lora, newest_checkpoint, prepare_checkpoints
 
 LORA = Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none", task_type="SEQ_2_SEQ_LM")
 
@@ -64,7 +64,8 @@ def test_checkpoints_of_other_params_are_cleared(tmp_path):
     (folder / "checkpoint-10").mkdir(parents=True)
     (folder / "checkpoint-10" / "trainer_state.json").write_text("{}")
     (folder / FINGERPRINT).write_text(json.dumps({"fingerprint": "old"}))
-    assert prepare_checkpoints(folder, "new") is None
+    prepare_checkpoints(folder, "new")
+    assert newest_checkpoint(folder) is None
     assert not (folder / "checkpoint-10").exists()
     assert json.loads((folder / FINGERPRINT).read_text()) == {"fingerprint": "new"}
 
@@ -78,4 +79,5 @@ def test_newest_complete_checkpoint_is_resumed(tmp_path):
         (folder / f"checkpoint-{step}").mkdir()
         if state is not None:
             (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
-    assert prepare_checkpoints(folder, "same") == folder / "checkpoint-20"
+    prepare_checkpoints(folder, "same")
+    assert newest_checkpoint(folder) == folder / "checkpoint-20"

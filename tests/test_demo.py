@@ -1,0 +1,65 @@
+"""The offline demo's pieces: params overlay, the committed tiny model, the score table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from demo import make_tiny_t5
+from demo.run import deep_merge, demo_params, score_table
+from stages import modeling
+from stages.errors import ParamsError
+from stages.params import parse_params, read_yaml
+from tests.conftest import ROOT
+
+
+def test_overlay_only_overrides_existing_keys():
+    base = {"train": {"learning_rate": 1e-3, "max_steps": 1000}, "seed": 1}
+    assert deep_merge(base, {"train": {"max_steps": 400}}) == {
+        "train": {"learning_rate": 1e-3, "max_steps": 400}, "seed": 1}
+    with pytest.raises(ParamsError, match="train.max_step: not a key of params.yaml"):
+        deep_merge(base, {"train": {"max_step": 400}})
+
+
+def test_demo_params_are_the_recipe_with_stated_overrides():
+    merged = parse_params(demo_params())
+    recipe = parse_params(read_yaml((ROOT / "params.yaml").read_text()))
+    overridden = read_yaml((ROOT / "demo" / "params.yaml").read_text())
+    assert merged.lora == recipe.lora  # the demo trains the recipe's LoRA, not another one
+    assert merged.model.name == "demo/tiny-t5" and merged.data.source == "file"
+    for section, values in overridden.items():
+        for key in values:
+            assert getattr(getattr(merged, section), key) is not None
+
+
+def test_committed_tiny_model_matches_its_pin_and_shape():
+    merged = parse_params(demo_params())
+    resolved = modeling.resolve(merged.model)  # raises if the folder differs from the pin
+    config = json.loads((resolved.folder / "config.json").read_text())
+    assert config["feed_forward_proj"] == "gated-gelu" and config["tie_word_embeddings"] is False
+    assert {config[k] for k in ("num_layers", "num_decoder_layers")} == {2}
+    size = sum(p.stat().st_size for p in resolved.folder.iterdir())
+    assert size < 8 * 2**20  # a few MB: it lives in git
+
+
+def test_tiny_model_script_is_deterministic(tmp_path):
+    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300"]
+    make_tiny_t5.main([*args, "--out", str(tmp_path / "a")])
+    make_tiny_t5.main([*args, "--out", str(tmp_path / "b")])
+    assert modeling.folder_hash(tmp_path / "a") == modeling.folder_hash(tmp_path / "b")
+
+
+def test_tiny_tokenizer_keeps_every_character_of_the_sample():
+    tokenizer = modeling.load_tokenizer(ROOT / "demo" / "tiny-t5")
+    rows = [json.loads(line) for line in (ROOT / "data/sample/dialogsum_sample.jsonl").open()][:300]
+    for text in [r["dialogue"] for r in rows] + [r["summary"] for r in rows]:
+        ids = tokenizer(text)["input_ids"]
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == " ".join(text.split())
+
+
+def test_score_table_shows_both_variants_and_the_gain():
+    table = score_table({"base": {"rougeL": 0.02, "bleu": 0.5}, "lora": {"rougeL": 0.31, "bleu": 9.0}})
+    assert "| rougeL | 0.0200 | 0.3100 | +0.2900 |" in table
+    assert "| bleu | 0.5000 | 9.0000 | +8.5000 |" in table
