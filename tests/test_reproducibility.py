@@ -61,7 +61,9 @@ def test_killed_training_resumes_to_the_same_adapter(tmp_path):
 
 
 # Outputs that record how long things took: they cannot repeat bit for bit, by design.
-TIMED = {"metrics/train.json", "metrics/train"}
+TIMED = {"metrics/train.json", "metrics/train", "metrics/infer_base.json", "metrics/infer_lora.json"}
+COST_KEYS = {"wall_time_s", "samples_per_second", "peak_memory_mb", "dialogues_per_second",
+             "generated_tokens_per_second"}
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +89,10 @@ def test_two_fresh_runs_give_identical_outputs(twin_runs):
     differing = {path for path in first if first[path] != second[path]}
     assert differing <= TIMED, f"outputs differ between identical runs: {differing - TIMED}"
     # The timed outputs agree on everything but time.
-    a, b = (json.loads((p / "metrics" / "train.json").read_text()) for p in twin_runs)
-    untimed = lambda m: {k: v for k, v in m.items() if k != "wall_time_s"}  # noqa: E731
-    assert untimed(a) == untimed(b)
+    for name in ("train.json", "infer_base.json", "infer_lora.json"):
+        a, b = (json.loads((p / "metrics" / name).read_text()) for p in twin_runs)
+        untimed = lambda m: {k: v for k, v in m.items() if k not in COST_KEYS}  # noqa: E731
+        assert untimed(a) == untimed(b), name
     for tsv in ("train/loss.tsv", "eval/loss.tsv"):
         rows = [[line.split("\t")[:2] for line in (p / "metrics/train/plots/metrics" / tsv).read_text().splitlines()]
                 for p in twin_runs]

@@ -1,0 +1,149 @@
+"""The benchmark harness's pieces, on tiny sizes. No timing is asserted: only what the numbers rest on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import gpu, inference, overhead, report, run, synthetic, training
+from stages.params import load_params
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny(params):
+    """A random model of the demo's tiny shape with a LoRA adapter, and an id tokenizer."""
+    from demo.make_tiny_t5 import build_model
+    from stages.train_lora import add_lora
+
+    model = add_lora(build_model(300, seed=0), params.lora, seed=0)
+    return model, synthetic.id_tokenizer(300)
+
+
+@pytest.fixture(scope="module")
+def examples(tiny, params):
+    return synthetic.tokenized_examples(tiny[1], params.prompt, 12, seed=0)
+
+
+def test_synthetic_lengths_are_dialogsum_like(params):
+    tokenizer = synthetic.id_tokenizer(32128)
+    rows = synthetic.tokenized_examples(tokenizer, params.prompt, 200, seed=1)
+    sources = sorted(r["length"] for r in rows)
+    targets = sorted(len(r["labels"]) for r in rows)
+    assert 90 <= sources[20] and sources[180] <= 420  # mostly 100-400 tokens
+    assert max(sources) <= params.prompt.max_source_length
+    assert 15 <= targets[20] and targets[180] <= 62  # mostly 20-60
+
+
+def test_base_shape_is_flan_t5_base():
+    model = synthetic.base_shape_model(seed=0, device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 247_577_856  # flan-t5-base's count
+    assert model.lm_head.weight is not model.shared.weight  # flan-t5 has its own lm_head
+    assert not model.config.scale_decoder_outputs
+
+
+def test_dynamic_padding_loss_equals_pad_to_512_with_ignored_labels(tiny, examples):
+    model, tokenizer = tiny
+    check = training.loss_check(model, examples[:4], tokenizer, "cpu")
+    assert check["dynamic_labels_-100"] == pytest.approx(check["pad512_labels_-100"], rel=1e-5)
+    assert check["dynamic_equals_pad512"]
+    # The reference recipe's pad-id labels count hundreds of pad predictions: a different loss.
+    assert abs(check["pad512_labels_pad_id"] - check["dynamic_labels_-100"]) > 1e-2
+    assert check["pad_id_labels_differ"]
+
+
+def test_strategies_collate_the_same_examples_differently(tiny, examples):
+    model, tokenizer = tiny
+    batches = {s: training.make_batches(s, examples, 4, tokenizer, model, seed=0) for s in training.STRATEGIES}
+    real = {s: sorted(int(b["attention_mask"].sum()) for b in bs) for s, bs in batches.items()}
+    assert sum(real["pipeline"]) == sum(real["hf_defaults"]) == sum(real["reference"])
+    assert all(b["input_ids"].shape[1] == b["labels"].shape[1] == 512 for b in batches["reference"])
+    assert all(int((b["labels"] == -100).sum()) == 0 for b in batches["reference"])  # pad id, as the lab
+    pipeline, hf = (training.summarize(batches[s], 1.0, 0.0, [0.0]) for s in ("pipeline", "hf_defaults"))
+    assert pipeline["padded_tokens"] < hf["padded_tokens"]  # length grouping pads less
+    # Same rows, same collator: the pipeline and HF's defaults differ only in order.
+    rows = examples[:4]
+    same = [training.collate(s, rows, tokenizer, model) for s in ("pipeline", "hf_defaults")]
+    assert all((same[0][k] == same[1][k]).all() for k in same[0])
+
+
+def test_infer_path_and_one_at_a_time_give_identical_greedy_outputs(tiny, params):
+    import torch
+
+    model, tokenizer = tiny
+    with torch.no_grad():  # a "trained" adapter, so that merging it changes the weights
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.02, generator=torch.Generator().manual_seed(1))
+    dialogues, _ = synthetic.synthetic_texts(5, 300, seed=2)
+    merged = inference.merged_copy(model)
+    for m in (merged, model.get_base_model()):
+        inference.fix_length(m, 6)
+    cfg = params.generate.model_copy(update={"max_new_tokens": 6, "batch_size": 2, "num_beams": 1,
+                                             "no_repeat_ngram_size": 0})
+    batched = inference.pipeline(merged, tokenizer, dialogues, params.prompt, cfg, "cpu")
+    looped = inference.one_at_a_time(model, tokenizer, dialogues, params.prompt, 6, "cpu")
+    assert batched == looped
+    # Fixed length even where the caller sets only the max, as stages.infer does.
+    ids = tokenizer(dialogues[:1], return_tensors="pt").input_ids
+    assert merged.generate(input_ids=ids, max_new_tokens=6).shape[1] == 1 + 6  # start token + 6
+
+
+def test_results_json_has_the_documented_keys(tmp_path):
+    workload = run.Workload(train_batch_size=2, train_steps=1, infer_dialogues=3, infer_batch_size=2, new_tokens=3)
+    fake_overhead = {"cli": {"stages.params": {"best_s": 0.5, "runs_s": [0.5], "exit_code": 0, "imports_torch": False}},
+                     "dvc": {"skipped": "no demo project in this test"}}
+    results = run.run_shape("tiny", workload, fake_overhead)
+    results = json.loads(json.dumps(results))  # what the JSON file holds
+    assert {"shape", "device", "threads", "model", "workload", "training", "inference", "overhead",
+            "ratios", "targets"} <= set(results)
+    assert set(results["training"]["paths"]) == set(training.STRATEGIES)
+    assert set(results["inference"]["paths"]) == set(inference.PATHS)
+    for r in results["training"]["paths"].values():
+        assert {"samples_per_s", "target_tokens_per_s", "peak_memory_mb", "padding_share"} <= set(r)
+        assert r["samples"] == 2 and r["peak_memory_mb"] > 0
+    for r in results["inference"]["paths"].values():
+        assert {"dialogues_per_s", "peak_memory_mb"} <= set(r)
+    assert results["inference"]["agreement"]["one_at_a_time_identical_to_pipeline"] == 3
+    assert [t["target"] for t in results["targets"]][:len(report.TARGETS)] == [t[0] for t in report.TARGETS]
+    assert results["targets"][-1]["met"] is None  # dvc no-op skipped, not passed
+    table = report.markdown(results)
+    assert "| pipeline |" in table and "skipped" in table
+
+
+def test_params_validation_does_not_import_torch():
+    assert overhead.imports_torch("stages.params") is False
+    assert overhead.imports_torch("torch.distributed.run", "--help") is True  # the probe can see torch
+
+
+def test_dvc_noop_is_skipped_where_the_pipeline_never_ran(tmp_path):
+    assert "skipped" in overhead.dvc_noop(tmp_path)
+
+
+def test_peak_flops_by_device_name():
+    assert gpu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert gpu.peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert gpu.peak_flops("NVIDIA H200") == 989e12
+    assert gpu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert gpu.peak_flops("Tesla T4") is None
+
+
+def test_gpu_benchmark_tiny_runs_on_cpu(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--tiny", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu-tiny.json").read_text())
+    train = results["training_bf16_autocast"]
+    assert train["samples_per_s"] > 0 and train["model_tflops"] > 0
+    assert train["mfu"] is None  # no peak known for a CPU
+    assert set(results["inference"]) == {"float32", "bfloat16"}
+    assert "MFU" in result.stdout

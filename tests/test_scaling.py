@@ -1,0 +1,65 @@
+"""Outgrowing one process: data-parallel training and inference (torchrun, gloo on CPU), and a
+queued DVC parameter sweep. The real commands, on the offline sample."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import commit, dvc, make_project
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_two_process_training_matches_one_process(tmp_path):
+    # Same effective batch: 8 x 1 process x 2 accumulation == 4 x 2 processes x 2 accumulation.
+    one = make_project(tmp_path / "one", train={"batch_size": 8, "processes": 1})
+    two = make_project(tmp_path / "two", train={"batch_size": 4, "processes": 2})
+    for project in (one, two):
+        dvc(project, "repro", "train_lora")
+    m1, m2 = (json.loads((p / "metrics" / "train.json").read_text()) for p in (one, two))
+    assert m1["effective_batch_size"] == m2["effective_batch_size"] == 16
+    assert m2["steps"] == m1["steps"] == 20
+    assert m2["best_eval_loss"] == pytest.approx(m1["best_eval_loss"], rel=0.05)
+    assert sorted(p.name for p in (two / "models" / "lora").iterdir()) == [
+        "README.md", "adapter_config.json", "adapter_model.safetensors"]
+
+
+def test_two_process_inference_matches_one_process(tmp_path):
+    one = make_project(tmp_path / "one")
+    two = make_project(tmp_path / "two", generate={"processes": 2})
+    for project in (one, two):
+        dvc(project, "repro", "infer@base")
+    rows1, rows2 = (read_jsonl(p / "data" / "predictions" / "base.jsonl") for p in (one, two))
+    assert [r["id"] for r in rows2] == [r["id"] for r in rows1]
+    assert [r["prediction"] for r in rows2] == [r["prediction"] for r in rows1]
+    assert json.loads((two / "metrics" / "infer_base.json").read_text())["processes"] == 2
+
+
+def test_queued_sweep_runs_each_experiment(tmp_path):
+    project = make_project(tmp_path / "sweep")
+    dvc(project, "repro")  # the baseline; the queued runs restore unchanged stages from the run cache
+    commit(project, "baseline")
+    dvc(project, "exp", "run", "--queue", "-S", "lora.r=4,16")
+    dvc(project, "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status").stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, dvc(project, "queue", "logs", "--help").stdout + status
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    runs = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            data = exp["revs"][0]["data"]
+            r = data["params"]["params.yaml"]["data"]["lora"]["r"]
+            runs[r] = data["metrics"]["metrics/train.json"]["data"]
+    assert set(runs) == {4, 16}
+    assert runs[4]["trainable_params"] * 4 == runs[16]["trainable_params"]  # r scales LoRA's size
+    assert runs[4]["best_eval_loss"] != runs[16]["best_eval_loss"]
