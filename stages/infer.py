@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages import cli, launch, modeling, prompt, sources
-from stages.atomic import write_jsonl
+from stages.atomic import write_json, write_jsonl
 from stages.params import Generate, Prompt, load_params
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> None:
             return
         rows = test.assign(prediction=predictions, gen_tokens=counts).to_dict("records")
         write_jsonl(f"{params.paths.predictions}/{args.variant}.jsonl", rows)
-        log.info("%s: %d dialogues in %.1f s (%.2f dialogues/s)", args.variant, len(rows), seconds,
-                 len(rows) / seconds)
+        cost = {"dialogues": len(rows), "wall_time_s": round(seconds, 2),
+                "dialogues_per_second": round(len(rows) / seconds, 3),
+                "generated_tokens_per_second": round(sum(counts) / seconds, 1),
+                "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size()}
+        write_json(f"{params.paths.metrics}/infer_{args.variant}.json", cost)
+        log.info("%s: %s", args.variant, cost)
 
     cli.run(body)
 

@@ -112,6 +112,17 @@ def library_versions() -> dict[str, str]:
     return {name: version(name) for name in ("torch", "transformers", "peft", "datasets", "accelerate")}
 
 
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated when there is a GPU, else the process's peak resident memory."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
 def device() -> str:
     import torch
 

@@ -168,7 +168,7 @@ def train(params: Params) -> dict | None:
                    tracking.LiveCurves(paths.train_log)],
     )
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - started
     if not trainer.is_world_process_zero():
         return None
@@ -191,6 +191,8 @@ def train(params: Params) -> dict | None:
         "steps": state.global_step,
         "resumed_from_step": int(resume.name.split("-")[-1]) if resume else 0,
         "wall_time_s": round(wall, 2),
+        "samples_per_second": output.metrics.get("train_samples_per_second"),
+        "peak_memory_mb": modeling.peak_memory_mb(),
         "bf16": bf16,
         "adapter_mb": round(sum(f.stat().st_size for f in Path(paths.adapter).iterdir()) / 2**20, 3),
         "model_revision": resolved.pin,  # the commit a branch name resolved to, or the folder hash
