@@ -18,8 +18,10 @@ Steps:
 1. a Unigram tokenizer (``tokenizers``) trained on generated dialogues and summaries, with T5's
    special tokens (pad 0, </s> 1, <unk> 2) and 100 ``<extra_id_N>`` sentinels, every character
    of the text in its alphabet (unseen characters would become <unk>);
-2. a ``T5Config`` with flan-T5's architecture choices (gated-gelu, untied lm_head, relative
-   attention) at a tiny size;
+2. a ``T5Config`` with flan-T5's architecture choices (gated-gelu, relative attention, no
+   rescaling of decoder outputs) at a tiny size. transformers 5 always ties a new T5's lm_head
+   to its embeddings (a checkpoint that carries its own lm_head, like flan-T5's, stays untied),
+   so this model's head is tied;
 3. span-corruption pretraining, then ``save_pretrained`` (safetensors) of model and tokenizer,
    so the folder loads by path exactly like a hub model.
 
@@ -82,7 +84,8 @@ def build_model(vocab_size: int, seed: int):
                       dropout_rate=0.1, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
                       relative_attention_num_buckets=32, relative_attention_max_distance=128, **SIZE)
     model = T5ForConditionalGeneration(config)
-    # An untied lm_head starts as N(0, 1): initial logits are huge (loss ~75 instead of ~ln V).
+    # Embeddings (tied to the head) start as N(0, 1) and, as in T5 v1.1, decoder outputs are not
+    # rescaled: initial logits would be huge (loss ~75 instead of ~ln V). Scale them down.
     with torch.no_grad():
         model.lm_head.weight.mul_(config.d_model ** -0.5)
     return model
@@ -152,8 +155,8 @@ def _pad(rows: list[list[int]], value: int):
 
 MODEL_CARD = """# tiny-t5 (offline demo base model)
 
-A {params:,}-parameter T5 ({size}) with flan-T5's architecture choices (gated-gelu, untied
-lm_head), a {vocab}-token Unigram vocabulary (incl. 100 sentinels) and span-corruption
+A {params:,}-parameter T5 ({size}) with flan-T5's architecture choices (gated-gelu, no decoder
+output rescaling), a {vocab}-token Unigram vocabulary (incl. 100 sentinels) and span-corruption
 pretraining for {steps} steps on {n_dialogues} generated dialogues and {n_summaries} summaries, each
 text on its own (seed {seed}, not the demo data's seed). It has learned how the sample's
 dialogues and summaries read, never to summarize.

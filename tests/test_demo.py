@@ -37,7 +37,7 @@ def test_committed_tiny_model_matches_its_pin_and_shape():
     merged = parse_params(demo_params())
     resolved = modeling.resolve(merged.model)  # raises if the folder differs from the pin
     config = json.loads((resolved.folder / "config.json").read_text())
-    assert config["feed_forward_proj"] == "gated-gelu" and config["tie_word_embeddings"] is False
+    assert config["feed_forward_proj"] == "gated-gelu" and config["scale_decoder_outputs"] is False
     assert {config[k] for k in ("num_layers", "num_decoder_layers")} == {2}
     size = sum(p.stat().st_size for p in resolved.folder.iterdir())
     assert size < 8 * 2**20  # a few MB: it lives in git
