@@ -66,6 +66,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, unk_token="<unk>",
                                       initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(texts, trainer)
+    tok = _round_scores(tok)
     sentinels = [f"<extra_id_{i}>" for i in range(SENTINELS - 1, -1, -1)]  # T5 order: 99 first
     tok.add_special_tokens(sentinels)
     tok.post_processor = processors.TemplateProcessing(
@@ -73,6 +74,23 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
         extra_special_tokens=sentinels, model_max_length=512)
+
+
+def _round_scores(tok):
+    """The Unigram trainer works in hash-map order, which Rust randomises per process: the last
+    bits of the scores change run to run, and characters it saw too rarely to score get the
+    lowest scores, 1e-4 apart, in random order. Pieces sorted by rounded score, then by name,
+    given the sorted scores in turn, make the tokenizer (and the model trained on it)
+    reproducible."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    special, pieces = vocab[: len(SPECIAL)], vocab[len(SPECIAL):]
+    scores = sorted((round(s, 6) for _, s in pieces), reverse=True)
+    names = [p for p, _ in sorted(pieces, key=lambda ps: (-round(ps[1], 2), ps[0]))]
+    spec["model"]["vocab"] = special + [[p, s] for p, s in zip(names, scores)]
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def build_model(vocab_size: int, seed: int):

@@ -30,7 +30,8 @@ def test_length_sorted_batches_return_outputs_in_input_order(tiny_model):
     dialogues = [r["dialogue"] for r in make_rows(12, seed=5)][:7]
     tokenizer = modeling.load_tokenizer(tiny_model)
     model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
-    one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, merge_lora=False)
+    one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, merge_lora=False,
+                   processes=1)
     texts_one, counts_one = generate(model, tokenizer, dialogues, PROMPT, one, "cpu")
     batched = one.model_copy(update={"batch_size": 3})
     texts_batched, counts_batched = generate(model, tokenizer, dialogues, PROMPT, batched, "cpu")

@@ -1,0 +1,282 @@
+"""Reviewing a change: a markdown report fit for a pull-request comment.
+
+    python -m review.report [--rev main] [--bootstrap 1000] [--seed 0] [--examples 3] [--out report.md]
+    python -m review.report --rev-a A --rev-b B    # two revisions; experiment names work too
+
+Compares the workspace (or ``--rev-b``) with a git revision (``--rev``, alias ``--rev-a``):
+
+1. params that changed, and every variant's ROUGE-1/2/L/Lsum, BLEU and gen_len with the cost of
+   training and inference (``metrics/train.json``, ``metrics/infer_<variant>.json``): old, new,
+   absolute and relative change, from DVC's own params and metrics diffs;
+2. significance by paired bootstrap over test dialogues (``review/bootstrap.py``): every variant
+   against base in the new revision, and each variant whose outputs changed, new against old;
+3. the test dialogues whose LoRA summaries changed most (ROUGE-L), old and new side by side.
+
+Reads the per-dialogue scores and predictions of both revisions (``paths`` in params.yaml) with
+``dvc.api.open``: run ``dvc repro`` (or ``dvc pull``) first. Prints the report; ``--out`` also
+writes it. A revision that does not exist or lacks the outputs is one ``error:`` line, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from review import bootstrap
+from review.revisions import (Revision, ReviewError, metrics_diff, open_repo, output_paths, params_diff,
+                              read_jsonl, resolve)
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+    from stages.params import Paths
+
+# stages.text_metrics.ROUGE_TYPES, not imported: that module loads datasets and evaluate.
+ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+SCORES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
+          "bleu": "BLEU", "gen_len": "gen_len"}
+TRAIN_COST = ("wall_time_s", "samples_per_second", "peak_memory_mb", "trainable_params", "adapter_mb")
+INFER_COST = ("dialogues_per_second", "peak_memory_mb")
+BASE = "base"  # the variant without fine-tuning, which every other variant is tested against
+EXAMPLE_VARIANT = "lora"
+DIALOGUE_LINES, DIALOGUE_CHARS = 12, 900  # enough to follow a dialogue in a PR comment
+
+
+@dataclass(frozen=True)
+class Side:
+    """One revision's test outputs, keyed by dialogue id."""
+
+    revision: Revision
+    scores: dict[str, dict]  # id -> {"<variant>.<metric>": per-dialogue score}
+    predictions: dict[str, dict[str, dict]]  # variant -> id -> prediction row
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.predictions)
+
+
+def ordered(variants: set[str]) -> list[str]:
+    return sorted(variants, key=lambda v: (v != BASE, v))
+
+
+def load_side(repo: Repo, paths: Paths, revision: Revision) -> Side:
+    scores = {row["id"]: row for row in read_jsonl(repo, paths.per_dialogue, revision)}
+    first = next(iter(scores.values()), {})
+    variants = ordered({key.split(".", 1)[0] for key in first if key != "id"})
+    predictions = {v: {row["id"]: row for row in read_jsonl(repo, f"{paths.predictions}/{v}.jsonl", revision)}
+                   for v in variants}
+    return Side(revision, scores, predictions)
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+def number(value: object, key: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.4f}" if key in ROUGE else f"{value:,.2f}"
+
+
+def signed(value: float | None, key: str) -> str:
+    text = number(value, key)
+    return text if value is None or value < 0 else f"+{text}"
+
+
+def relative(change: dict) -> str:
+    old, diff = change.get("old"), change.get("diff")
+    if not isinstance(old, int | float) or not isinstance(diff, int | float) or old == 0:
+        return "—"
+    return f"{diff / old:+.1%}"
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+def params_section(changes: dict[str, dict]) -> list[str]:
+    if not changes:
+        return ["### Params", "", "No params changed.", ""]
+    lines = ["### Params", "", "| param | old | new |", "|---|---|---|"]
+    lines += [f"| `{key}` | {c.get('old', '—')} | {c.get('new', '—')} |" for key, c in sorted(changes.items())]
+    return [*lines, ""]
+
+
+def metric_table(title: str, group: str, rows: list[tuple[str, str, dict]], old: Revision,
+                 new: Revision) -> list[str]:
+    lines = [f"### {title}", "", f"| {group} | metric | {old.label} | {new.label} | Δ | Δ % |",
+             "|---|---|---:|---:|---:|---:|"]
+    for group, key, change in rows:
+        name = SCORES.get(key, key)
+        lines.append(f"| {group} | {name} | {number(change.get('old'), key)} | {number(change.get('new'), key)} "
+                     f"| {signed(change.get('diff'), key)} | {relative(change)} |")
+    return [*lines, ""]
+
+
+def score_rows(diff: dict, metrics_dir: str) -> list[tuple[str, str, dict]]:
+    scores = diff.get(f"{metrics_dir}/scores.json", {})
+    variants = ordered({key.split(".", 1)[0] for key in scores})
+    return [(v, key, scores.get(f"{v}.{key}", {})) for v in variants for key in SCORES]
+
+
+def cost_rows(diff: dict, metrics_dir: str, variants: list[str]) -> list[tuple[str, str, dict]]:
+    train = diff.get(f"{metrics_dir}/train.json", {})
+    rows = [("train_lora", key, train.get(key, {})) for key in TRAIN_COST]
+    for v in variants:
+        infer = diff.get(f"{metrics_dir}/infer_{v}.json", {})
+        rows += [(f"infer@{v}", key, infer.get(key, {})) for key in INFER_COST]
+    return rows
+
+
+def check_scores(diff: dict, metrics_dir: str, old: Revision, new: Revision) -> None:
+    scores = diff.get(f"{metrics_dir}/scores.json", {}).values()
+    for side, revision in (("old", old), ("new", new)):
+        if not any(change.get(side) is not None for change in scores):
+            raise ReviewError(f"{revision.label} has no {metrics_dir}/scores.json: run `dvc repro` there "
+                              f"(and commit it), or `dvc pull` it")
+
+
+# --- significance ------------------------------------------------------------------------------
+
+def compare(ids: list[str], a: Side, a_variant: str, b: Side, b_variant: str, resamples: int,
+            seed: int) -> dict[str, bootstrap.Comparison]:
+    """``b_variant`` of ``b`` against ``a_variant`` of ``a`` on the dialogues ``ids``."""
+    result = {key: bootstrap.paired_mean([a.scores[i][f"{a_variant}.{key}"] for i in ids],
+                                         [b.scores[i][f"{b_variant}.{key}"] for i in ids], resamples, seed)
+              for key in ROUGE}
+    result["bleu"] = bootstrap.paired_corpus_bleu(
+        [a.predictions[a_variant][i]["prediction"] for i in ids],
+        [b.predictions[b_variant][i]["prediction"] for i in ids],
+        [b.predictions[b_variant][i]["references"] for i in ids], resamples, seed)
+    return result
+
+
+def significance_rows(title: str, comparisons: dict[str, bootstrap.Comparison]) -> list[str]:
+    rows = []
+    for key, c in comparisons.items():
+        mark = "✅" if c.significant else "❌"
+        rows.append(f"| {title} | {SCORES[key]} | {number(c.a, key)} | {number(c.b, key)} | {signed(c.diff, key)} "
+                    f"| [{signed(c.low, key)}, {signed(c.high, key)}] | {mark} |")
+    return rows
+
+
+def significance_section(old: Side, new: Side, resamples: int, seed: int) -> list[str]:
+    ids = list(new.scores)
+    lines = [f"### Significance (paired bootstrap, {resamples} resamples, 95 % interval)", "",
+             "✅: the 95 % interval of B − A excludes 0; the sign of B − A says which way.", "",
+             "| B vs A | metric | A | B | B − A | 95 % interval | significant |",
+             "|---|---|---:|---:|---:|---|:---:|"]
+    notes = []
+    for v in new.variants:
+        if v != BASE and BASE in new.variants:
+            lines += significance_rows(f"{v} vs {BASE} ({new.revision.label}, {len(ids)} dialogues)",
+                                       compare(ids, new, BASE, new, v, resamples, seed))
+    for v in new.variants:
+        common = [i for i in ids if i in old.scores]
+        if v not in old.variants or not common:
+            notes.append(f"- {v}: not comparable across revisions (absent, or no test dialogue in common)")
+        elif all(old.predictions[v][i]["prediction"] == new.predictions[v][i]["prediction"] for i in common):
+            notes.append(f"- {v}: outputs identical in both revisions")
+        else:
+            title = f"{v}: {new.revision.label} vs {old.revision.label} ({len(common)} dialogues)"
+            lines += significance_rows(title, compare(common, old, v, new, v, resamples, seed))
+    return [*lines, "", *notes, ""] if notes else [*lines, ""]
+
+
+# --- examples ----------------------------------------------------------------------------------
+
+def most_changed(old: Side, new: Side, variant: str, count: int) -> list[str]:
+    """Dialogues whose ``variant`` summaries differ, largest ROUGE-L change first."""
+    key = f"{variant}.rougeL"
+    changed = [i for i in new.scores if i in old.scores
+               and old.predictions[variant][i]["prediction"] != new.predictions[variant][i]["prediction"]]
+    return sorted(changed, key=lambda i: -abs(new.scores[i][key] - old.scores[i][key]))[:count]
+
+
+def truncated(dialogue: str) -> str:
+    lines = dialogue.strip().splitlines()
+    text = "\n".join(lines[:DIALOGUE_LINES])
+    if len(text) > DIALOGUE_CHARS:
+        text = text[:DIALOGUE_CHARS].rsplit(" ", 1)[0] + " …"
+    hidden = len(lines) - DIALOGUE_LINES
+    return text + (f"\n… ({hidden} more lines)" if hidden > 0 else "")
+
+
+def cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def example(dialogue_id: str, old: Side, new: Side, variant: str) -> list[str]:
+    row, key = new.predictions[variant][dialogue_id], f"{variant}.rougeL"
+    before, after = old.scores[dialogue_id][key], new.scores[dialogue_id][key]
+    lines = [f"#### `{dialogue_id}`: ROUGE-L {before:.4f} → {after:.4f}", "", "```text",
+             truncated(row["dialogue"]).replace("```", "'''"), "```", "", "| | summary |", "|---|---|"]
+    lines += [f"| human {n} | {cell(ref)} |" for n, ref in enumerate(row["references"], 1)]
+    lines += [f"| {side.revision.label} | {cell(side.predictions[variant][dialogue_id]['prediction'])} |"
+              for side in (old, new)]
+    return [*lines, ""]
+
+
+def examples_section(old: Side, new: Side, count: int) -> list[str]:
+    title = f"### Test dialogues where the {EXAMPLE_VARIANT} summaries differ most"
+    if EXAMPLE_VARIANT not in old.variants or EXAMPLE_VARIANT not in new.variants:
+        return [title, "", f"No {EXAMPLE_VARIANT} outputs in both revisions.", ""]
+    ids = most_changed(old, new, EXAMPLE_VARIANT, count)
+    if not ids:
+        return [title, "", f"The {EXAMPLE_VARIANT} summaries are identical.", ""]
+    return [title, "", *(line for i in ids for line in example(i, old, new, EXAMPLE_VARIANT))]
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def build_report(repo: Repo, old: Revision, new: Revision, resamples: int, seed: int, examples: int) -> str:
+    if old.sha is not None and old.sha == new.sha:
+        raise ReviewError(f"{old.label} and {new.label} are the same commit: nothing to compare")
+    paths = output_paths(repo, new)
+    diff = metrics_diff(repo, old, new)
+    check_scores(diff, paths.metrics, old, new)
+    old_side, new_side = load_side(repo, paths, old), load_side(repo, paths, new)
+    short = {r.label: f" ({r.sha[:7]})" if r.sha else "" for r in (old, new)}
+    lines = [f"## Review: `{old.label}`{short[old.label]} → `{new.label}`{short[new.label]}", "",
+             *params_section(params_diff(repo, old, new)),
+             *metric_table("Scores (test set)", "variant", score_rows(diff, paths.metrics), old, new),
+             *metric_table("Cost", "stage", cost_rows(diff, paths.metrics, new_side.variants), old, new),
+             *significance_section(old_side, new_side, resamples, seed),
+             *examples_section(old_side, new_side, examples)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m review.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rev", "--rev-a", dest="rev_a", default="main", metavar="REV",
+                        help="old revision: branch, tag, commit or experiment (default: %(default)s)")
+    parser.add_argument("--rev-b", default=None, metavar="REV", help="new revision (default: the workspace)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    parser.add_argument("--examples", type=int, default=3, metavar="N", help="dialogues shown (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    if args.bootstrap < 1 or args.examples < 0:
+        parser.error("--bootstrap must be >= 1 and --examples >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        repo = open_repo()
+        old, new = resolve(repo, args.rev_a), resolve(repo, args.rev_b)
+        report = build_report(repo, old, new, args.bootstrap, args.seed, args.examples)
+    except ReviewError as exc:
+        sys.exit(f"error: {exc}")
+    print(report, end="")
+    if args.out:
+        args.out.write_text(report, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

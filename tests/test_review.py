@@ -1,0 +1,96 @@
+"""``python -m review.report`` end to end: two real runs of the pipeline, reviewed.
+
+The project runs ``dvc repro``, is committed, runs again with ``lora.r: 8``, and the report
+compares the workspace with ``HEAD`` (~2-3 min on 2 cores, most of it the two runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.conftest import commit, dvc, git, make_project
+
+VARIANTS = ("base", "lora")
+SCORES = ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU")
+COST = {"train_lora": ("wall_time_s", "samples_per_second", "peak_memory_mb", "trainable_params", "adapter_mb"),
+        "infer@base": ("dialogues_per_second", "peak_memory_mb"),
+        "infer@lora": ("dialogues_per_second", "peak_memory_mb")}
+INTERVAL = r"\| [+-][\d.]+ \| \[[+-][\d.]+, [+-][\d.]+\] \| [✅❌] \|"
+
+
+def report(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(project), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "review.report", *args], cwd=project, env=env,
+                          capture_output=True, text=True)
+
+
+def set_lora_r(project: Path, r: int) -> None:
+    yaml = YAML()  # round trip: comments and layout survive
+    params = yaml.load((project / "params.yaml").read_text())
+    params["lora"]["r"] = r
+    with (project / "params.yaml").open("w") as f:
+        yaml.dump(params, f)
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory) -> tuple[Path, str]:
+    project = make_project(tmp_path_factory.mktemp("review"))
+    dvc(project, "repro")
+    commit(project, "first run")
+    set_lora_r(project, 8)
+    dvc(project, "repro")
+    result = report(project, "--rev", "HEAD", "--bootstrap", "500", "--out", "report.md")
+    assert result.returncode == 0, result.stderr
+    return project, result.stdout
+
+
+def test_report_compares_the_workspace_with_a_revision(reviewed):
+    project, markdown = reviewed
+    assert (project / "report.md").read_text() == markdown
+    assert "| `lora.r` | 32 | 8 |" in markdown
+
+    scores = json.loads((project / "metrics" / "scores.json").read_text())
+    for variant in VARIANTS:
+        for name in SCORES:
+            assert re.search(rf"^\| {variant} \| {name} \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \| ", markdown, re.M), \
+                (variant, name)
+    assert "| lora | ROUGE-1 | " in markdown and f" | {scores['lora']['rouge1']:.4f} | " in markdown
+
+    old = json.loads(git(project, "show", "HEAD:metrics/train.json"))
+    new = json.loads((project / "metrics" / "train.json").read_text())
+    assert new["trainable_params"] * 4 == old["trainable_params"]  # r 32 -> 8
+    assert f"| train_lora | trainable_params | {old['trainable_params']:,} | {new['trainable_params']:,} |" \
+           f" {new['trainable_params'] - old['trainable_params']:,} | -75.0% |" in markdown
+    for stage, keys in COST.items():
+        for key in keys:
+            assert f"| {stage} | {key} | " in markdown, (stage, key)
+
+    # (a) LoRA vs base within the workspace, (b) the workspace's LoRA vs HEAD's; base did not rerun
+    for name in SCORES:
+        assert re.search(rf"^\| lora vs base \(workspace, \d+ dialogues\) \| {name} \| .*{INTERVAL}$", markdown, re.M)
+        assert re.search(rf"^\| lora: workspace vs HEAD \(\d+ dialogues\) \| {name} \| .*{INTERVAL}$", markdown, re.M)
+    assert "- base: outputs identical in both revisions" in markdown
+
+    examples = markdown.split("### Test dialogues where the lora summaries differ most")[1]
+    assert examples.count("#### `") == 3 and examples.count("```text") == 3
+    assert examples.count("| human 1 |") == 3 and examples.count("| HEAD |") == 3
+    assert examples.count("| workspace |") == 3
+
+
+def test_bad_revisions_are_one_line_errors(reviewed):
+    project, _ = reviewed
+    unknown = report(project, "--rev", "no-such-branch")
+    assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
+        "error: unknown revision 'no-such-branch': not a branch, tag, commit or experiment"]
+    before_any_run = report(project, "--rev", "HEAD~1")  # make_project's commit: no outputs yet
+    assert before_any_run.returncode == 1
+    assert before_any_run.stderr.strip().splitlines() == [
+        "error: HEAD~1 has no metrics/scores.json: run `dvc repro` there (and commit it), or `dvc pull` it"]
