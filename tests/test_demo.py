@@ -56,7 +56,8 @@ def test_tiny_tokenizer_keeps_every_character_of_the_sample():
     for text in [r["dialogue"] for r in rows] + [r["summary"] for r in rows]:
         ids = tokenizer(text)["input_ids"]
         assert tokenizer.unk_token_id not in ids
-        assert tokenizer.decode(ids, skip_special_tokens=True) == " ".join(text.split())
+        decoded = tokenizer.decode(ids, skip_special_tokens=True)
+        assert decoded.split() == text.split()  # every word back; only whitespace may differ
 
 
 def test_score_table_shows_both_variants_and_the_gain():

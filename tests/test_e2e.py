@@ -73,10 +73,17 @@ def test_lora_change_reruns_only_lora_stages(project, first_repro):
 
 def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro):
     commit(project, "lora.r=8")
-    out = dvc(project, "metrics", "diff", "HEAD~1", "--md", "--precision", "4").stdout
-    for key in ("lora.rouge1", "lora.rouge2", "lora.rougeL", "lora.rougeLsum", "lora.bleu"):
-        assert key in out, out
-    assert "base.rouge1" not in out  # base inference did not rerun: its scores did not change
+    table = dvc(project, "metrics", "diff", "HEAD~1", "--all", "--md", "--precision", "4").stdout
+    diff = json.loads(dvc(project, "metrics", "diff", "HEAD~1", "--all", "--json").stdout)
+    scores = diff["metrics/scores.json"]
+    for variant in ("base", "lora"):
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"):
+            assert f"{variant}.{key}" in scores and f"{variant}.{key}" in table
+            assert {"old", "new"} <= set(scores[f"{variant}.{key}"])
+    # base inference did not rerun, so its scores cannot have moved
+    assert all(scores[f"base.{k}"]["old"] == scores[f"base.{k}"]["new"] for k in METRIC_KEYS)
+    train = diff["metrics/train.json"]["trainable_params"]
+    assert train["old"] == 4 * train["new"]  # r 32 -> 8: a quarter of the LoRA weights
     params = dvc(project, "params", "diff", "HEAD~1", "--md").stdout
     assert "lora.r" in params
 
