@@ -20,6 +20,7 @@ import logging
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from stages import cli, launch, modeling
@@ -156,20 +157,26 @@ def train(params: Params) -> dict | None:
     bf16 = modeling.use_bf16(cfg.bf16)
     report_to = tracking.wandb_report_to(params.tracking.wandb, params.tracking.wandb_project)
     args = training_args(cfg, checkpoints, params.seed, bf16, report_to)
-    trainer = Seq2SeqTrainer(
-        model=model,
-        args=args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
-                                             pad_to_multiple_of=8 if bf16 else None),
-        processing_class=tokenizer,
-        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold),
-                   tracking.LiveCurves(paths.train_log)],
-    )
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    wall = time.perf_counter() - started
+    # The curves are written into a temporary folder and moved into place with the adapter's
+    # success, like every other output; a resumed run replays the earlier history into them.
+    # Only the first process writes outputs.
+    with atomic_path(paths.train_log) if launch.rank() == 0 else nullcontext() as curves:
+        callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold)]
+        if curves is not None:
+            callbacks.append(tracking.LiveCurves(curves))
+        trainer = Seq2SeqTrainer(
+            model=model,
+            args=args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                                 pad_to_multiple_of=8 if bf16 else None),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+        started = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        wall = time.perf_counter() - started
     if not trainer.is_world_process_zero():
         return None
 

@@ -84,3 +84,46 @@ def test_sigkilled_split_leaves_outputs_intact_and_its_litter_is_cleared(tmp_pat
                    capture_output=True)
     assert [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".")] == []
     assert {p.name: p.read_bytes() for p in (tmp_path / "data" / "split").iterdir()} != before
+
+
+KILLER = (
+    "import os, runpy, signal, sys\n"
+    "def dying(*args, **kwargs):\n"  # SIGKILL at the first rename: the moment outputs would land
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    "os.replace = dying\n"
+    "sys.argv = [sys.argv[1], *sys.argv[2:]]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+# stage module and arguments, and a params change that makes its new outputs differ
+KILLED_STAGES = [
+    (["stages.tokenize"], ("prompt", "max_target_length", 16)),
+    (["stages.train_lora"], ("train", "learning_rate", 1.0e-4)),
+    (["stages.infer", "--variant", "lora"], ("generate", "max_new_tokens", 4)),
+    (["stages.score", "base", "lora"], ("score", "examples", 1)),
+]
+
+
+def test_every_stage_killed_mid_write_leaves_its_outputs_intact(tmp_path):
+    """SIGKILL each stage as it moves its outputs into place: the previous outputs stay whole."""
+    from ruamel.yaml import YAML
+
+    from demo.run import stage_env
+    from tests.conftest import dvc, make_project
+
+    project = make_project(tmp_path / "project")
+    dvc(project, "repro")
+    outputs = [p for p in project.rglob("*") if p.is_file() and not {".git", ".dvc"} & set(p.parts)
+               and p.relative_to(project).parts[0] in ("data", "models", "metrics")]
+    before = {p: p.read_bytes() for p in outputs}
+    yaml = YAML()
+    for command, (section, key, value) in KILLED_STAGES:
+        params = yaml.load((project / "params.yaml").read_text())
+        params[section][key] = value
+        with (project / "params.yaml").open("w") as f:
+            yaml.dump(params, f)
+        killed = subprocess.run([sys.executable, "-c", KILLER, *command], cwd=project,
+                                env=stage_env(), capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, (command, killed.stderr[-2000:])
+        after = {p: p.read_bytes() for p in outputs if p.exists()}
+        assert after == before, f"{command[0]} left changed or missing outputs"
