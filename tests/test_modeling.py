@@ -57,7 +57,8 @@ def test_merged_adapter_generates_like_unmerged(tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM",
+    config = LoraConfig(r=8, lora_alpha=64, target_modules=["q", "v", "o", "wo"],
+                        task_type="SEQ_2_SEQ_LM",
                         init_lora_weights=False)  # non-zero B: the adapter must change outputs
     get_peft_model(modeling.load_model(tiny_model), config).save_pretrained(tmp_path / "adapter")
     tokenizer = modeling.load_tokenizer(tiny_model)
