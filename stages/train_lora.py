@@ -157,8 +157,8 @@ def train(params: Params) -> dict | None:
     bf16 = modeling.use_bf16(cfg.bf16)
     report_to = tracking.wandb_report_to(params.tracking.wandb, params.tracking.wandb_project)
     args = training_args(cfg, checkpoints, params.seed, bf16, report_to)
-    # The curves are written into a temporary folder and moved into place with the adapter's
-    # success, like every other output; a resumed run replays the earlier history into them.
+    # The curves are written into a temporary folder and moved into place only when training
+    # finishes, like every other output; a resumed run replays the earlier history into them.
     # Only the first process writes outputs.
     with atomic_path(paths.train_log) if launch.rank() == 0 else nullcontext() as curves:
         callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold)]
