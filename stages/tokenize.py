@@ -11,6 +11,8 @@ infer stage generates from its text.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import pandas as pd
@@ -45,8 +47,13 @@ def tokenize_frame(frame: pd.DataFrame, tokenizer, template: Prompt):  # -> data
         }
 
     dataset = datasets.Dataset.from_pandas(frame[["dialogue", "summary"]], preserve_index=False)
+    # datasets cannot hash a closure over a tokenizer and would stamp the saved data with a
+    # random fingerprint, so two identical runs would write different bytes. Name it ourselves.
+    fingerprint = hashlib.sha256(json.dumps(
+        [frame["dialogue"].tolist(), frame["summary"].tolist(), template.model_dump(),
+         tokenizer.name_or_path, len(tokenizer)]).encode()).hexdigest()[:16]
     encoded = dataset.map(encode, batched=True, remove_columns=dataset.column_names,
-                          desc="tokenizing")
+                          desc="tokenizing", new_fingerprint=fingerprint)
     stats = {
         "rows": len(encoded),
         "source_truncated": int(sum(encoded["source_truncated"])),

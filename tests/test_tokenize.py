@@ -42,8 +42,10 @@ def test_prompt_applied_without_padding(tokenizer):
 def test_truncation_keeps_eos_and_is_counted(tokenizer):
     prompt = Prompt(template=TEMPLATE, max_source_length=32, max_target_length=8)
     data, stats = tokenize_frame(frame(), tokenizer, prompt)
-    assert stats == {"rows": 2, "source_truncated": 1, "target_truncated": 1,
+    full = [len(tokenizer(TEMPLATE.replace("{dialogue}", d))["input_ids"]) for d in frame()["dialogue"]]
+    assert stats == {"rows": 2, "source_truncated": sum(n > 32 for n in full), "target_truncated": 1,
                      "source_tokens_max": 32, "target_tokens_max": 8}
+    assert stats["source_truncated"] >= 1
     assert data[0]["input_ids"][-1] == tokenizer.eos_token_id
     assert data[0]["labels"][-1] == tokenizer.eos_token_id
     assert len(data[0]["labels"]) == 8
