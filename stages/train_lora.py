@@ -127,6 +127,15 @@ def _complete(checkpoint: Path) -> bool:
     return True
 
 
+def _sort_target_modules(config: Path) -> None:
+    # peft keeps target_modules as a set and writes it in hash order, which Python randomises
+    # per process: identical runs would write different adapter configs.
+    data = json.loads(config.read_text())
+    if isinstance(data.get("target_modules"), list):
+        data["target_modules"] = sorted(data["target_modules"])
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def clear_checkpoints(folder: Path) -> None:
     for checkpoint in folder.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
@@ -182,6 +191,7 @@ def train(params: Params) -> dict | None:
 
     with atomic_path(paths.adapter) as out:
         trainer.model.save_pretrained(str(out), safe_serialization=True)
+        _sort_target_modules(out / "adapter_config.json")
     # Checkpoints exist to survive a crash; once the adapter is saved they have served. Keeping
     # them would make a forced rerun "resume" at the last step instead of training again.
     clear_checkpoints(checkpoints)
