@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -215,13 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="the small model on CPU: checks this script anywhere")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
+    from benchmarks.run import quiet_logging
 
-    hf_logging.set_verbosity_error()
+    quiet_logging()
     started = time.perf_counter()
     results = run(args.tiny)
     results["wall_s"] = round(time.perf_counter() - started, 1)

@@ -96,6 +96,18 @@ def run_shape(shape: str, workload: Workload, overhead_results: dict) -> dict:
     return results
 
 
+def quiet_logging() -> None:
+    """Offline, with our log lines only: progress bars of the code under test would interleave
+    with the tables."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=(*synthetic.SHAPES, "both"), default="both")
@@ -105,14 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                              "with other jobs use 1: with a core taken, torch's spinning threads make "
                              "small ops many times slower and the ratios noise")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    # Progress bars of the code under test would interleave with the tables.
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
+    quiet_logging()
 
     if args.threads:
         import torch
