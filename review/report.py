@@ -1,16 +1,19 @@
 """Reviewing a change: a markdown report fit for a pull-request comment.
 
-    python -m review.report [--rev main] [--bootstrap 1000] [--seed 0] [--examples 3] [--out report.md]
+    python -m review.report [--rev main] [--bootstrap N] [--seed N] [--examples N] [--out report.md]
     python -m review.report --rev-a A --rev-b B    # two revisions; experiment names work too
 
 Compares the workspace (or ``--rev-b``) with a git revision (``--rev``, alias ``--rev-a``):
 
 1. params that changed, and every variant's ROUGE-1/2/L/Lsum, BLEU and gen_len with the cost of
-   training and inference (``metrics/train.json``, ``metrics/infer_<variant>.json``): old, new,
+   training and inference (``metrics/train_<variant>.json``, ``metrics/infer_<variant>.json``): old, new,
    absolute and relative change, from DVC's own params and metrics diffs;
 2. significance by paired bootstrap over test dialogues (``review/bootstrap.py``): every variant
    against base in the new revision, and each variant whose outputs changed, new against old;
 3. the test dialogues whose LoRA summaries changed most (ROUGE-L), old and new side by side.
+
+The bootstrap's resample count and seed and the number of examples come from params.yaml
+``review`` (of the new revision); the flags override them for one report.
 
 Reads the per-dialogue scores and predictions of both revisions (``paths`` in params.yaml) with
 ``dvc.api.open``: run ``dvc repro`` (or ``dvc pull``) first. Prints the report; ``--out`` also
@@ -26,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from review import bootstrap
-from review.revisions import (Revision, ReviewError, metrics_diff, open_repo, output_paths, params_diff,
-                              read_jsonl, resolve)
+from review.revisions import (Revision, ReviewError, metrics_diff, open_repo, params_diff, read_jsonl,
+                              resolve, revision_params)
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -38,8 +41,9 @@ if TYPE_CHECKING:
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SCORES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
           "bleu": "BLEU", "gen_len": "gen_len"}
-TRAIN_COST = ("wall_time_s", "samples_per_second", "peak_memory_mb", "trainable_params", "adapter_mb")
-INFER_COST = ("dialogues_per_second", "peak_memory_mb")
+TRAIN_COST = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
+              "trainable_params", "weights_mb")
+INFER_COST = ("wall_time_s", "dialogues_per_second", "generated_tokens_per_second", "peak_memory_mb")
 BASE = "base"  # the variant without fine-tuning, which every other variant is tested against
 EXAMPLE_VARIANT = "lora"
 DIALOGUE_LINES, DIALOGUE_CHARS = 12, 900  # enough to follow a dialogue in a PR comment
@@ -123,11 +127,14 @@ def score_rows(diff: dict, metrics_dir: str) -> list[tuple[str, str, dict]]:
 
 
 def cost_rows(diff: dict, metrics_dir: str, variants: list[str]) -> list[tuple[str, str, dict]]:
-    train = diff.get(f"{metrics_dir}/train.json", {})
-    rows = [("train_lora", key, train.get(key, {})) for key in TRAIN_COST]
+    rows = []
+    for v in variants:
+        if v != BASE:
+            train = diff.get(f"{metrics_dir}/train_{v}.json", {})
+            rows += [(f"train@{v}", key, train.get(key, {})) for key in TRAIN_COST]
     for v in variants:
         infer = diff.get(f"{metrics_dir}/infer_{v}.json", {})
-        rows += [(f"infer@{v}", key, infer.get(key, {})) for key in INFER_COST]
+        rows += [("infer_base" if v == BASE else f"infer@{v}", key, infer.get(key, {})) for key in INFER_COST]
     return rows
 
 
@@ -232,10 +239,15 @@ def examples_section(old: Side, new: Side, count: int) -> list[str]:
 
 # --- the report --------------------------------------------------------------------------------
 
-def build_report(repo: Repo, old: Revision, new: Revision, resamples: int, seed: int, examples: int) -> str:
+def build_report(repo: Repo, old: Revision, new: Revision, resamples: int | None = None,
+                 seed: int | None = None, examples: int | None = None) -> str:
+    """The report; ``None`` settings come from the new revision's params.yaml ``review``."""
     if old.sha is not None and old.sha == new.sha:
         raise ReviewError(f"{old.label} and {new.label} are the same commit: nothing to compare")
-    paths = output_paths(repo, new)
+    paths, settings = revision_params(repo, new)
+    resamples = settings.bootstrap_resamples if resamples is None else resamples
+    seed = settings.bootstrap_seed if seed is None else seed
+    examples = settings.examples if examples is None else examples
     diff = metrics_diff(repo, old, new)
     check_scores(diff, paths.metrics, old, new)
     old_side, new_side = load_side(repo, paths, old), load_side(repo, paths, new)
@@ -255,12 +267,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rev", "--rev-a", dest="rev_a", default="main", metavar="REV",
                         help="old revision: branch, tag, commit or experiment (default: %(default)s)")
     parser.add_argument("--rev-b", default=None, metavar="REV", help="new revision (default: the workspace)")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
-    parser.add_argument("--examples", type=int, default=3, metavar="N", help="dialogues shown (default: %(default)s)")
+    parser.add_argument("--bootstrap", type=int, metavar="N", help="resamples (default: review.bootstrap_resamples)")
+    parser.add_argument("--seed", type=int, help="bootstrap seed (default: review.bootstrap_seed)")
+    parser.add_argument("--examples", type=int, metavar="N", help="dialogues shown (default: review.examples)")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
-    if args.bootstrap < 1 or args.examples < 0:
+    if (args.bootstrap is not None and args.bootstrap < 1) or (args.examples is not None and args.examples < 0):
         parser.error("--bootstrap must be >= 1 and --examples >= 0")
     return args
 

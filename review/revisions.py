@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stages.params import Paths
+from stages.params import Paths, Review
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -70,13 +70,18 @@ def metrics_diff(repo: Repo, old: Revision, new: Revision) -> dict[str, dict[str
     return repo.metrics.diff(a_rev=old.dvc_name, b_rev=new.dvc_name, all=True).get("diff", {})
 
 
-def output_paths(repo: Repo, rev: Revision) -> Paths:
+def revision_params(repo: Repo, rev: Revision) -> tuple[Paths, Review]:
+    """Where ``rev`` keeps its outputs, and how it asks to be reviewed (params.yaml ``review``)."""
     import dvc.api
 
-    params = dvc.api.params_show(repo=repo.root_dir, rev=rev.sha)
-    if "paths" not in params:
-        raise ReviewError(f"{rev.label}: params.yaml has no paths section")
-    return Paths.model_validate(params["paths"])
+    params = dvc.api.params_show(repo=repo.root_dir, rev=rev.sha, deps=False)
+    missing = [s for s in ("paths", "review") if s not in params]
+    if missing:
+        raise ReviewError(f"{rev.label}: params.yaml has no {' or '.join(missing)} section")
+    try:
+        return Paths.model_validate(params["paths"]), Review.model_validate(params["review"])
+    except ValueError as exc:
+        raise ReviewError(f"{rev.label}: params.yaml: {exc}") from None
 
 
 def read_jsonl(repo: Repo, path: str, rev: Revision) -> list[dict]:

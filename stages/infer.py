@@ -2,8 +2,8 @@
 
 Reads params ``paths``, ``model``, ``prompt``, ``generate``; ``--variant`` picks the model:
 ``base`` is the original model, freshly loaded (never the one LoRA modified in place), ``lora``
-is base + the trained adapter. dvc.yaml runs one stage per variant, so retraining LoRA does not
-rerun base inference.
+is base + the trained adapter, ``full`` the fully fine-tuned model (``{paths.models}/<variant>``).
+dvc.yaml runs one stage per variant, so retraining LoRA does not rerun base inference.
 
 Each dialogue is generated once, with all of its human summaries kept as references (DialogSum's
 test set repeats a dialogue once per reference). Batches are formed from dialogues of similar
@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -27,7 +26,7 @@ from stages.atomic import write_json, write_jsonl
 from stages.params import Generate, Prompt, load_params
 
 log = logging.getLogger(__name__)
-VARIANTS = ("base", "lora")
+VARIANTS = ("base", "lora", "full")
 
 
 def group_references(frame: pd.DataFrame) -> pd.DataFrame:
@@ -103,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         test = group_references(pd.read_parquet(f"{params.paths.split}/test.parquet"))
         resolved = modeling.resolve(params.model)
         tokenizer = modeling.load_tokenizer(resolved.folder)
-        model = modeling.load_variant(resolved.folder, args.variant, Path(params.paths.adapter),
-                                      params.generate.merge_lora)
+        model = modeling.load_variant(resolved.folder, args.variant,
+                                      params.paths.model_dir(args.variant), params.generate.merge_lora)
         started = time.perf_counter()
         dialogues = test["dialogue"].tolist()
         if launch.world_size() > 1:

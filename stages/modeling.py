@@ -86,18 +86,21 @@ def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedMod
     )
 
 
-def load_variant(folder: Path, variant: str, adapter: Path, merge: bool) -> PreTrainedModel:
-    """The model to generate with: the original (``base``) or base + LoRA adapter (``lora``).
+def load_variant(folder: Path, variant: str, trained: Path, merge: bool) -> PreTrainedModel:
+    """The model to generate with: the original (``base``, from ``folder``), base + the LoRA
+    adapter in ``trained`` (``lora``), or the fully fine-tuned model in ``trained`` (``full``).
 
     Merging folds ``B @ A * alpha / r`` into the frozen weights, so generation runs at the base
     model's speed; the outputs match the unmerged model up to float rounding (tested).
     """
+    if variant == "full":
+        return load_model(trained).eval()
     model = load_model(folder)
     if variant == "lora":
         from peft import PeftModel
 
-        _refuse_pickle(adapter)
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+        _refuse_pickle(trained)
+        model = PeftModel.from_pretrained(model, trained, is_trainable=False)
         if merge:
             model = model.merge_and_unload()
     elif variant != "base":

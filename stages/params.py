@@ -41,12 +41,25 @@ class Paths(_Section):
     split: Text
     tokenized: Text
     checkpoints: Text
-    adapter: Text
+    models: Text
     predictions: Text
     metrics: Text
     per_dialogue: Text
-    train_log: Text
     examples: Text
+
+    # Where each fine-tuned variant's files go; dvc.yaml spells the same patterns with ${item}
+    # (tests/test_dvc_yaml.py holds the two together).
+    def model_dir(self, variant: str) -> Path:
+        return Path(self.models) / variant
+
+    def checkpoint_dir(self, variant: str) -> Path:
+        return Path(self.checkpoints) / variant
+
+    def train_log(self, variant: str) -> Path:
+        return Path(self.metrics) / f"train_{variant}"
+
+    def train_metrics(self, variant: str) -> Path:
+        return Path(self.metrics) / f"train_{variant}.json"
 
 
 class Model(_Section):
@@ -134,6 +147,10 @@ class Train(_Section):
     gradient_checkpointing: bool
 
 
+class Full(_Section):
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+
+
 class Generate(_Section):
     max_new_tokens: PosInt
     num_beams: PosInt
@@ -148,6 +165,12 @@ class Score(_Section):
     examples: NonNegInt
 
 
+class Review(_Section):
+    bootstrap_resamples: PosInt
+    bootstrap_seed: NonNegInt
+    examples: NonNegInt
+
+
 class Tracking(_Section):
     wandb: bool
     wandb_project: Text
@@ -155,16 +178,30 @@ class Tracking(_Section):
 
 class Params(_Section):
     seed: NonNegInt
+    # The fine-tuned variants: each trains (train@<v>), generates (infer@<v>) and is scored beside
+    # the base model. LoRA is what this project ships; full is the optional baseline.
+    finetunes: list[Literal["lora", "full"]]
     paths: Paths
     model: Model
     data: Data
     split: Split
     prompt: Prompt
     lora: Lora
+    full: Full
     train: Train
     generate: Generate
     score: Score
+    review: Review
     tracking: Tracking
+
+    @field_validator("finetunes")
+    @classmethod
+    def _lora_once(cls, finetunes: list[str]) -> list[str]:
+        if "lora" not in finetunes:
+            raise ValueError("must list lora, the model this project trains")
+        if len(set(finetunes)) != len(finetunes):
+            raise ValueError("lists a variant twice")
+        return finetunes
 
 
 def _describe(error: dict) -> str:

@@ -1,13 +1,13 @@
-"""score: ``{paths.predictions}/<variant>.jsonl`` -> ``metrics/scores.json``, ``{paths.examples}``,
-``{paths.per_dialogue}``.
+"""score: ``{paths.predictions}/<variant>.jsonl`` -> ``metrics/scores.json``,
+``metrics/scores_plot.json``, ``{paths.examples}``, ``{paths.per_dialogue}``.
 
-Reads params ``paths``, ``score``; the variants to score are the command's arguments (dvc.yaml
-passes the variants its infer stages produce).
+Reads params ``finetunes``, ``paths``, ``score``; scores ``base`` and every fine-tuned variant.
 
 ``scores.json`` holds ROUGE-1/2/L/Lsum (0-1) and BLEU (sacrebleu's 0-100) and the mean generated
 length per variant, so ``dvc metrics diff`` shows base and LoRA side by side. How each number is
 computed is documented in ``stages/text_metrics.py``. The per-dialogue scores are kept for
-significance tests; the examples file puts a few dialogues, their human summaries and each
+significance tests; ``scores_plot.json`` is the same numbers as rows for ``dvc plots`` (ROUGE
+times 100, so that it shares BLEU's 0-100 axis); the examples file puts a few dialogues, their human summaries and each
 variant's output side by side for reading.
 """
 
@@ -41,6 +41,17 @@ def score_variant(rows: list[dict], use_stemmer: bool) -> tuple[dict, dict]:
     return summary, result["per_item"]
 
 
+PLOT_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
+               "bleu": "BLEU"}
+
+
+def plot_rows(scores: dict[str, dict]) -> list[dict]:
+    """One row per variant and metric, every score on 0-100 (sacrebleu's BLEU scale)."""
+    return [{"metric": label, "variant": variant,
+             "score": round(summary[key] * (1 if key == "bleu" else 100), 4)}
+            for key, label in PLOT_LABELS.items() for variant, summary in scores.items()]
+
+
 def examples_markdown(by_variant: dict[str, list[dict]], count: int) -> str:
     variants = list(by_variant)
     first = by_variant[variants[0]]
@@ -54,27 +65,27 @@ def examples_markdown(by_variant: dict[str, list[dict]], count: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser(__doc__)
-    parser.add_argument("variants", nargs="+", help="variants to score, e.g. base lora")
-    args = parser.parse_args(argv)
+    args = cli.parser(__doc__).parse_args(argv)
 
     def body() -> None:
         params = load_params(args.params)
-        log.info("score params: %s variants=%s", params.score, args.variants)
-        by_variant = {v: read_predictions(params.paths.predictions, v) for v in args.variants}
+        variants = ["base", *params.finetunes]
+        log.info("score params: %s variants=%s", params.score, variants)
+        by_variant = {v: read_predictions(params.paths.predictions, v) for v in variants}
         ids = {v: [r["id"] for r in rows] for v, rows in by_variant.items()}
         if len({tuple(i) for i in ids.values()}) != 1:
-            raise ValueError(f"predictions of {', '.join(args.variants)} cover different dialogues")
+            raise ValueError(f"predictions of {', '.join(variants)} cover different dialogues")
         scores, per_item = {}, {}
         for variant, rows in by_variant.items():
             scores[variant], per_item[variant] = score_variant(rows, params.score.use_stemmer)
             log.info("%s: %s", variant, scores[variant])
-        first_ids = ids[args.variants[0]]
+        first_ids = ids["base"]
         write_jsonl(params.paths.per_dialogue, [
             {"id": dialogue_id, **{f"{v}.{k}": per_item[v][k][i] for v in per_item for k in per_item[v]}}
             for i, dialogue_id in enumerate(first_ids)
         ])
         write_text(params.paths.examples, examples_markdown(by_variant, params.score.examples))
+        write_json(f"{params.paths.metrics}/scores_plot.json", plot_rows(scores))
         write_json(f"{params.paths.metrics}/scores.json", scores)
 
     cli.run(body)

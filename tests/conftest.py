@@ -42,14 +42,17 @@ def tiny_model() -> Path:
 FEW_STEPS = {"max_steps": 20, "eval_steps": 10, "logging_steps": 5, "warmup_steps": 2}
 
 
-def make_project(folder: Path, **sections: dict) -> Path:
+def make_project(folder: Path, finetunes: tuple[str, ...] = ("lora",), **sections: dict) -> Path:
     """A git repo holding a copy of the project with the demo's params, cut to a few steps.
 
-    ``sections`` update params sections, e.g. ``train={"max_steps": 30}``.
+    Only LoRA is fine-tuned unless ``finetunes`` says otherwise (the demo's full fine-tune would
+    double most tests' training time). ``sections`` update params sections, e.g.
+    ``train={"max_steps": 30}``.
     """
     from demo.run import demo_params, sync
 
     params = demo_params()
+    params["finetunes"] = list(finetunes)
     params["train"].update(FEW_STEPS)
     params["generate"].update(max_new_tokens=24)
     for name, values in sections.items():
@@ -62,3 +65,38 @@ def make_project(folder: Path, **sections: dict) -> Path:
 def commit(folder: Path, message: str) -> None:
     git(folder, "add", "-A")
     git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, "--allow-empty")
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Path:
+    """One project after a full `dvc repro`, committed: read it, never change it (copy it with
+    ``copy_project``). A whole run costs about a minute on 2 cores; sharing it saves several."""
+    project = make_project(tmp_path_factory.mktemp("built"))
+    dvc(project, "repro")
+    commit(project, "first run")
+    return project
+
+
+def copy_project(built: Path, folder: Path) -> Path:
+    """A private copy of a built project: git history, DVC cache, outputs and all."""
+    import shutil
+
+    shutil.copytree(built, folder, symlinks=True)
+    return folder
+
+
+def set_params(project: Path, **changes: object) -> Path:
+    """Edit the project's params.yaml in place, keeping its comments: ``set_params(p, lora__r=8)``."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round trip: comments and layout survive
+    params = yaml.load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *sections, key = dotted.split("__")
+        target = params
+        for section in sections:
+            target = target[section]
+        target[key] = value
+    with (project / "params.yaml").open("w") as f:
+        yaml.dump(params, f)
+    return project

@@ -28,7 +28,10 @@ def test_demo_params_are_the_recipe_with_stated_overrides():
     overridden = read_yaml((ROOT / "demo" / "params.yaml").read_text())
     assert merged.lora == recipe.lora  # the demo trains the recipe's LoRA, not another one
     assert merged.model.name == "demo/tiny-t5" and merged.data.source == "file"
+    assert recipe.finetunes == ["lora"] and merged.finetunes == ["lora", "full"]  # full: demo only
     for section, values in overridden.items():
+        if not isinstance(values, dict):
+            continue
         for key in values:
             assert getattr(getattr(merged, section), key) is not None
 

@@ -1,9 +1,9 @@
 """The real `dvc` commands on the offline sample, in a temporary git repository.
 
-One project is built per module and the tests run in file order: the first `dvc repro` is the
-expensive part (~1 min on 2 cores), the rest reuse it. Training is cut to a few steps: these
-tests check the pipeline's wiring and DVC's rerun behaviour, not the model's quality (that is
-what `make demo` shows).
+One project is built per module, with both fine-tuned variants (LoRA and the full fine-tune, as
+the demo), and the tests run in file order: the first `dvc repro` is the expensive part (~2 min
+on 2 cores), the rest reuse it. Training is cut to a few steps: these tests check the pipeline's
+wiring and DVC's rerun behaviour, not the model's quality (that is what `make demo` shows).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
+from tests.conftest import commit, dvc, make_project, set_params
 
-from tests.conftest import commit, dvc, make_project
-
-ALL_STAGES = {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score"}
+ALL_STAGES = {"split", "tokenize", "train@lora", "train@full", "infer_base", "infer@lora", "infer@full", "score"}
+VARIANTS = ("base", "lora", "full")
 METRIC_KEYS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "gen_len"}
 
 
@@ -25,19 +24,9 @@ def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def set_params(project: Path, **changes) -> None:
-    yaml = YAML()
-    params = yaml.load((project / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        params[section][key] = value
-    with (project / "params.yaml").open("w") as f:
-        yaml.dump(params, f)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("project"))
+    return make_project(tmp_path_factory.mktemp("project"), finetunes=("lora", "full"))
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +37,21 @@ def first_repro(project) -> str:
 def test_repro_runs_every_stage(project, first_repro):
     assert ran(first_repro) == ALL_STAGES
     scores = json.loads((project / "metrics" / "scores.json").read_text())
-    assert set(scores) == {"base", "lora"}
+    assert set(scores) == set(VARIANTS)
     for variant in scores.values():
         assert set(variant) == METRIC_KEYS
         assert all(0 <= variant[k] <= 1 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
-    train = json.loads((project / "metrics" / "train.json").read_text())
-    assert train["steps"] == 20 and train["best_step"] in (10, 20)
+    lora, full = (json.loads((project / "metrics" / f"train_{v}.json").read_text()) for v in ("lora", "full"))
+    for train in (lora, full):
+        assert train["steps"] == 20 and train["best_step"] in (10, 20)
+        assert train["wall_time_s"] > 0 and train["input_tokens_per_second"] > 0 and train["weights_mb"] > 0
     assert (project / "models" / "lora" / "adapter_model.safetensors").is_file()
-    assert (project / "metrics" / "examples.md").read_text().count("- **lora**") == 5
+    assert (project / "models" / "full" / "model.safetensors").is_file()
+    # LoRA trains a sliver of the weights the full fine-tune trains, and saves far less
+    assert full["trainable_params"] == full["total_params"] > 10 * lora["trainable_params"]
+    assert full["weights_mb"] > 10 * lora["weights_mb"]
+    examples = (project / "metrics" / "examples.md").read_text()
+    assert examples.count("- **lora**") == examples.count("- **full**") == 5
 
 
 def test_second_repro_reruns_nothing(project, first_repro):
@@ -68,7 +64,7 @@ def test_lora_change_reruns_only_lora_stages(project, first_repro):
     commit(project, "first run")
     set_params(project, lora__r=8)
     out = dvc(project, "repro").stdout
-    assert ran(out) == {"train_lora", "infer@lora", "score"}
+    assert ran(out) == {"train@lora", "infer@lora", "score"}  # not base, not the full fine-tune
 
 
 def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro):
@@ -76,22 +72,66 @@ def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro)
     table = dvc(project, "metrics", "diff", "HEAD~1", "--all", "--md", "--precision", "4").stdout
     diff = json.loads(dvc(project, "metrics", "diff", "HEAD~1", "--all", "--json").stdout)
     scores = diff["metrics/scores.json"]
-    for variant in ("base", "lora"):
+    for variant in VARIANTS:
         for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"):
             assert f"{variant}.{key}" in scores and f"{variant}.{key}" in table
             assert {"old", "new"} <= set(scores[f"{variant}.{key}"])
     # base inference did not rerun, so its scores cannot have moved
     assert all(scores[f"base.{k}"]["old"] == scores[f"base.{k}"]["new"] for k in METRIC_KEYS)
-    train = diff["metrics/train.json"]["trainable_params"]
+    train = diff["metrics/train_lora.json"]["trainable_params"]
     assert train["old"] == 4 * train["new"]  # r 32 -> 8: a quarter of the LoRA weights
     params = dvc(project, "params", "diff", "HEAD~1", "--md").stdout
     assert "lora.r" in params
 
 
-def test_plots_show_draws_the_loss_curves(project, first_repro):
+def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_repro):
+    shown = json.loads(dvc(project, "plots", "show", "--json").stdout)
+    assert not shown.get("errors")
+    specs = shown["data"]
+    curves = {f"metrics/train_{v}/plots/metrics/{c}.tsv" for v in ("lora", "full")
+              for c in ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")}
+    assert set(specs) == {"loss", "metrics/scores_plot.json", *curves}  # nothing drawn twice
+
+    rows = specs["loss"][0]["content"]["data"]["values"]  # LoRA's train and eval loss, one chart
+    assert {r["filename"] for r in rows} == {"train/loss.tsv", "eval/loss.tsv"}  # DVC drops the common prefix
+    eval_steps = sorted(int(r["step"]) for r in rows if r["filename"].endswith("eval/loss.tsv"))
+    assert eval_steps == [10, 20]  # x is the trainer's step
+    full_eval = specs["metrics/train_full/plots/metrics/eval/loss.tsv"][0]["content"]["data"]["values"]
+    assert sorted(int(r["step"]) for r in full_eval) == [10, 20]
+
+    chart = specs["metrics/scores_plot.json"][0]["content"]
+    bars = {(r["metric"], r["variant"]): r["score"] for r in chart["data"]["values"]}
+    scores = json.loads((project / "metrics" / "scores.json").read_text())
+    assert set(bars) == {(m, v) for m in ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU") for v in VARIANTS}
+    for v in VARIANTS:  # ROUGE drawn on BLEU's 0-100 scale
+        assert bars[("ROUGE-L", v)] == pytest.approx(100 * scores[v]["rougeL"], abs=1e-3)
+        assert bars[("BLEU", v)] == pytest.approx(scores[v]["bleu"], abs=1e-3)
+    assert chart["encoding"]["xOffset"]["field"] == "series" and chart["mark"]["type"] == "bar"
+
     dvc(project, "plots", "show", "-o", "plots_html")
     html = (project / "plots_html" / "index.html").read_text()
-    assert "train/loss.tsv" in html and "eval/loss.tsv" in html
-    rows = (project / "metrics" / "train" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()
-    assert rows[0].split("\t")[:2] == ["step", "loss"]
-    assert [int(r.split("\t")[0]) for r in rows[1:]] == [10, 20]  # x is the trainer's step
+    assert "train_full/plots/metrics/eval/loss.tsv" in html and '"ROUGE-Lsum"' in html
+
+
+def test_plots_render_in_headless_chromium(project, first_repro):
+    """The page `dvc plots show` writes, drawn by Chromium: the charts must have real pixels in
+    the colours of their series (Vega's default palette), not an empty page."""
+    from PIL import Image
+
+    from review.render_plots import render
+
+    dvc(project, "plots", "show", "-o", "plots_html")
+    render(project / "plots_html" / "index.html", project / "plots.png")
+    image = Image.open(project / "plots.png").convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20)
+    count = {rgb: n for n, rgb in colours}
+    # bars of base, lora, full: tableau10's first three colours
+    for rgb in ((0x4C, 0x78, 0xA8), (0xF5, 0x85, 0x18), (0xE4, 0x57, 0x56)):
+        assert count.get(rgb, 0) > 200, f"no bars drawn in {rgb}"
+    assert sum(n for rgb, n in count.items() if rgb != (255, 255, 255)) > 0.02 * image.width * image.height
+
+
+def test_plots_diff_shows_both_revisions(project, first_repro):
+    specs = json.loads(dvc(project, "plots", "diff", "HEAD~1", "--json").stdout)["data"]
+    revs = {r["rev"] for r in specs["metrics/scores_plot.json"][0]["content"]["data"]["values"]}
+    assert revs == {"HEAD~1", "workspace"}

@@ -103,6 +103,12 @@ BAD = {
     "unknown source": (_set("data.source", "s3"), "data.source", "'s3'"),
     "no target modules": (_set("lora.target_modules", []), "lora.target_modules", "at least 1"),
     "unknown bias": (_set("lora.bias", "some"), "lora.bias", "'some'"),
+    "unknown fine-tune": (_set("finetunes", ["lora", "qlora"]), "finetunes.1", "'qlora'"),
+    "fine-tunes without lora": (_set("finetunes", ["full"]), "finetunes", "must list lora"),
+    "fine-tune twice": (_set("finetunes", ["lora", "lora"]), "finetunes", "twice"),
+    "full learning rate 0": (_set("full.learning_rate", 0.0), "full.learning_rate", "greater than 0"),
+    "no bootstrap resamples": (_set("review.bootstrap_resamples", 0), "review.bootstrap_resamples",
+                               "greater than or equal to 1"),
 }
 
 
@@ -142,10 +148,10 @@ def test_exponent_without_dot_is_a_float(tmp_path: Path) -> None:
     # `dvc exp run -S train.learning_rate=5e-3` writes YAML 1.2 style; YAML 1.1 reads it as a string
     text = PARAMS.read_text(encoding="utf-8")
     text, replaced = re.subn(r"learning_rate: \S+", "learning_rate: 5e-3", text)
-    assert replaced == 1
+    assert replaced == 2  # full.learning_rate and train.learning_rate
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
-    assert load_params(path).train.learning_rate == 0.005
+    assert load_params(path).train.learning_rate == load_params(path).full.learning_rate == 0.005
 
 
 def test_params_cli_prints_resolved_params_that_load_again() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from demo.run import stage_env
-from tests.conftest import dvc, make_project
+from tests.conftest import copy_project, dvc, make_project, set_params
 
 FAKE_KEY = "wandb-fake-key-7f3c9e21d4b8a6f0e5c1"
 FAKE_HF_TOKEN = "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"
@@ -32,12 +33,12 @@ def lock_outputs(project: Path) -> dict[str, str]:
     return {out["path"]: out.get("md5") for stage in lock["stages"].values() for out in stage.get("outs", [])}
 
 
-def test_killed_training_resumes_to_the_same_adapter(tmp_path):
-    train = {"max_steps": 30}
-    whole = make_project(tmp_path / "whole", train=train)
-    dvc(whole, "repro", "train_lora")
-    crashed = make_project(tmp_path / "crashed", train=train)
-    dvc(crashed, "repro", "tokenize")
+def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
+    # Copies of the built project with 30 steps: split and tokenize are up to date in both.
+    whole = set_params(copy_project(built_project, tmp_path / "whole"), train__max_steps=30)
+    dvc(whole, "repro", "train@lora")
+    crashed = set_params(copy_project(built_project, tmp_path / "crashed"), train__max_steps=30)
+    shutil.rmtree(crashed / "models" / "lora")
 
     checkpoint = crashed / "checkpoints" / "lora" / "checkpoint-10" / "trainer_state.json"
     proc = subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=crashed, env=stage_env(),
@@ -49,11 +50,11 @@ def test_killed_training_resumes_to_the_same_adapter(tmp_path):
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
     assert not (crashed / "models" / "lora").exists()
 
-    result = dvc(crashed, "repro", "train_lora")
+    result = dvc(crashed, "repro", "train@lora")
     log = result.stdout + result.stderr
     step = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", log).group(1))
     assert step in (10, 20)
-    metrics = json.loads((crashed / "metrics" / "train.json").read_text())
+    metrics = json.loads((crashed / "metrics" / "train_lora.json").read_text())
     assert metrics["resumed_from_step"] == step and metrics["steps"] == 30
     adapter = "models/lora/adapter_model.safetensors"
     assert (crashed / adapter).read_bytes() == (whole / adapter).read_bytes()
@@ -61,20 +62,18 @@ def test_killed_training_resumes_to_the_same_adapter(tmp_path):
 
 
 # Outputs that record how long things took: they cannot repeat bit for bit, by design.
-TIMED = {"metrics/train.json", "metrics/train", "metrics/infer_base.json", "metrics/infer_lora.json"}
-COST_KEYS = {"wall_time_s", "samples_per_second", "peak_memory_mb", "dialogues_per_second",
-             "generated_tokens_per_second"}
+TIMED = {"metrics/train_lora.json", "metrics/train_lora/plots/metrics", "metrics/infer_base.json",
+         "metrics/infer_lora.json"}
+COST_KEYS = {"wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
+             "dialogues_per_second", "generated_tokens_per_second"}
 
 
 @pytest.fixture(scope="module")
-def twin_runs(tmp_path_factory) -> list[Path]:
-    """Two fresh copies, `dvc repro -f` in each."""
-    runs = []
-    for name in ("first", "second"):
-        project = make_project(tmp_path_factory.mktemp(name))
-        dvc(project, "repro", "--force")
-        runs.append(project)
-    return runs
+def twin_runs(built_project, tmp_path_factory) -> list[Path]:
+    """The shared built project, and a copy of it where every stage ran again (`dvc repro -f`)."""
+    again = copy_project(built_project, tmp_path_factory.mktemp("again") / "project")
+    dvc(again, "repro", "--force")
+    return [built_project, again]
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +96,18 @@ def test_two_fresh_runs_give_identical_outputs(twin_runs):
     differing = {path for path in first if first[path] != second[path]}
     assert differing <= TIMED, f"outputs differ between identical runs: {differing - TIMED}"
     # The timed outputs agree on everything but time.
-    for name in ("train.json", "infer_base.json", "infer_lora.json"):
+    for name in ("train_lora.json", "infer_base.json", "infer_lora.json"):
         a, b = (json.loads((p / "metrics" / name).read_text()) for p in twin_runs)
         untimed = lambda m: {k: v for k, v in m.items() if k not in COST_KEYS}  # noqa: E731
         assert untimed(a) == untimed(b), name
     for tsv in ("train/loss.tsv", "eval/loss.tsv"):
-        rows = [[line.split("\t")[:2] for line in (p / "metrics/train/plots/metrics" / tsv).read_text().splitlines()]
+        rows = [[line.split("\t")[:2] for line in (p / "metrics/train_lora/plots/metrics" / tsv).read_text().splitlines()]
                 for p in twin_runs]
         assert rows[0] == rows[1]
 
 
 def test_lock_pins_model_and_library_versions(twin_runs):
-    metrics = json.loads((twin_runs[0] / "metrics" / "train.json").read_text())
+    metrics = json.loads((twin_runs[0] / "metrics" / "train_lora.json").read_text())
     assert metrics["model_revision"].startswith("sha256:")
     assert set(metrics["versions"]) >= {"torch", "transformers", "peft", "datasets"}
 

@@ -14,15 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from tests.conftest import commit, dvc, git, make_project
+from review.report import INFER_COST, TRAIN_COST
+from tests.conftest import copy_project, dvc, git, set_params
 
 VARIANTS = ("base", "lora")
 SCORES = ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU")
-COST = {"train_lora": ("wall_time_s", "samples_per_second", "peak_memory_mb", "trainable_params", "adapter_mb"),
-        "infer@base": ("dialogues_per_second", "peak_memory_mb"),
-        "infer@lora": ("dialogues_per_second", "peak_memory_mb")}
+COST = {"train@lora": TRAIN_COST, "infer_base": INFER_COST, "infer@lora": INFER_COST}
 INTERVAL = r"\| [+-][\d.]+ \| \[[+-][\d.]+, [+-][\d.]+\] \| [✅❌] \|"
 
 
@@ -32,20 +30,10 @@ def report(project: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def set_lora_r(project: Path, r: int) -> None:
-    yaml = YAML()  # round trip: comments and layout survive
-    params = yaml.load((project / "params.yaml").read_text())
-    params["lora"]["r"] = r
-    with (project / "params.yaml").open("w") as f:
-        yaml.dump(params, f)
-
-
 @pytest.fixture(scope="module")
-def reviewed(tmp_path_factory) -> tuple[Path, str]:
-    project = make_project(tmp_path_factory.mktemp("review"))
-    dvc(project, "repro")
-    commit(project, "first run")
-    set_lora_r(project, 8)
+def reviewed(built_project, tmp_path_factory) -> tuple[Path, str]:
+    project = copy_project(built_project, tmp_path_factory.mktemp("review") / "project")
+    set_params(project, lora__r=8)
     dvc(project, "repro")
     result = report(project, "--rev", "HEAD", "--bootstrap", "500", "--out", "report.md")
     assert result.returncode == 0, result.stderr
@@ -64,10 +52,10 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
                 (variant, name)
     assert "| lora | ROUGE-1 | " in markdown and f" | {scores['lora']['rouge1']:.4f} | " in markdown
 
-    old = json.loads(git(project, "show", "HEAD:metrics/train.json"))
-    new = json.loads((project / "metrics" / "train.json").read_text())
+    old = json.loads(git(project, "show", "HEAD:metrics/train_lora.json"))
+    new = json.loads((project / "metrics" / "train_lora.json").read_text())
     assert new["trainable_params"] * 4 == old["trainable_params"]  # r 32 -> 8
-    assert f"| train_lora | trainable_params | {old['trainable_params']:,} | {new['trainable_params']:,} |" \
+    assert f"| train@lora | trainable_params | {old['trainable_params']:,} | {new['trainable_params']:,} |" \
            f" {new['trainable_params'] - old['trainable_params']:,} | -75.0% |" in markdown
     for stage, keys in COST.items():
         for key in keys:

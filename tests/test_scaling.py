@@ -8,20 +8,21 @@ import time
 
 import pytest
 
-from tests.conftest import commit, dvc, make_project
+from tests.conftest import copy_project, dvc, set_params
 
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_two_process_training_matches_one_process(tmp_path):
-    # Same effective batch: 8 x 1 process x 2 accumulation == 4 x 2 processes x 2 accumulation.
-    one = make_project(tmp_path / "one", train={"batch_size": 8, "processes": 1})
-    two = make_project(tmp_path / "two", train={"batch_size": 4, "processes": 2})
-    for project in (one, two):
-        dvc(project, "repro", "train_lora")
-    m1, m2 = (json.loads((p / "metrics" / "train.json").read_text()) for p in (one, two))
+def test_two_process_training_matches_one_process(built_project, tmp_path):
+    # Same effective batch: 8 x 1 process x 2 accumulation (the built project) == 4 x 2 processes
+    # x 2 accumulation.
+    one = built_project
+    assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 8
+    two = set_params(copy_project(one, tmp_path / "two"), train__batch_size=4, train__processes=2)
+    dvc(two, "repro", "train@lora")
+    m1, m2 = (json.loads((p / "metrics" / "train_lora.json").read_text()) for p in (one, two))
     assert m1["effective_batch_size"] == m2["effective_batch_size"] == 16
     assert m2["steps"] == m1["steps"] == 20
     assert m2["best_eval_loss"] == pytest.approx(m1["best_eval_loss"], rel=0.05)
@@ -29,21 +30,18 @@ def test_two_process_training_matches_one_process(tmp_path):
         "README.md", "adapter_config.json", "adapter_model.safetensors"]
 
 
-def test_two_process_inference_matches_one_process(tmp_path):
-    one = make_project(tmp_path / "one")
-    two = make_project(tmp_path / "two", generate={"processes": 2})
-    for project in (one, two):
-        dvc(project, "repro", "infer@base")
+def test_two_process_inference_matches_one_process(built_project, tmp_path):
+    one = built_project  # one process
+    two = set_params(copy_project(one, tmp_path / "two"), generate__processes=2)
+    dvc(two, "repro", "infer_base")
     rows1, rows2 = (read_jsonl(p / "data" / "predictions" / "base.jsonl") for p in (one, two))
     assert [r["id"] for r in rows2] == [r["id"] for r in rows1]
     assert [r["prediction"] for r in rows2] == [r["prediction"] for r in rows1]
     assert json.loads((two / "metrics" / "infer_base.json").read_text())["processes"] == 2
 
 
-def test_queued_sweep_runs_each_experiment(tmp_path):
-    project = make_project(tmp_path / "sweep")
-    dvc(project, "repro")  # the baseline; the queued runs restore unchanged stages from the run cache
-    commit(project, "baseline")
+def test_queued_sweep_runs_each_experiment(built_project, tmp_path):
+    project = copy_project(built_project, tmp_path / "sweep")  # the baseline, run and committed
     dvc(project, "exp", "run", "--queue", "-S", "lora.r=4,16")
     dvc(project, "queue", "start", "-j", "1")
     deadline = time.monotonic() + 600
@@ -59,7 +57,7 @@ def test_queued_sweep_runs_each_experiment(tmp_path):
         for exp in baseline.get("experiments") or []:
             data = exp["revs"][0]["data"]
             r = data["params"]["params.yaml"]["data"]["lora"]["r"]
-            runs[r] = data["metrics"]["metrics/train.json"]["data"]
+            runs[r] = data["metrics"]["metrics/train_lora.json"]["data"]
     assert set(runs) == {4, 16}
     assert runs[4]["trainable_params"] * 4 == runs[16]["trainable_params"]  # r scales LoRA's size
     assert runs[4]["best_eval_loss"] != runs[16]["best_eval_loss"]
