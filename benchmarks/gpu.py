@@ -6,7 +6,7 @@
 Writes ``<out>/gpu.json`` (``gpu-tiny.json`` with ``--tiny``) and prints a table.
 
 - Training: the pipeline's path (``DataCollatorForSeq2Seq`` with -100 labels and
-  ``pad_to_multiple_of=8`` as ``stages/train_lora.py`` sets in bf16, length-grouped order, LoRA
+  ``pad_to_multiple_of=8`` as ``stages/finetune.py`` sets in bf16, length-grouped order, LoRA
   from ``add_lora`` with params.yaml's ``lora``), batch ``train.batch_size`` (32), under bf16
   autocast with fp32 weights, which is what the Trainer's ``bf16=True`` does.
 - Inference: ``stages.infer.generate`` on the merged model, batch ``generate.batch_size`` (32),

@@ -5,7 +5,7 @@ batches itself and runs the same optimizer step on each (forward, backward, clip
 LoRA model made by ``stages.train_lora.add_lora``, instead of going through three Trainers whose
 other machinery (logging, evaluation, checkpoints) would be timed along:
 
-- ``pipeline``: what ``stages/train_lora.py`` configures: ``DataCollatorForSeq2Seq`` (inputs
+- ``pipeline``: what ``stages/finetune.py`` configures: ``DataCollatorForSeq2Seq`` (inputs
   padded to the batch's longest, labels padded with -100) and the Trainer's length-grouped order
   (``train_sampling_strategy="group_by_length"``, ``LengthGroupedSampler``'s index function);
 - ``hf_defaults``: ``Seq2SeqTrainer``'s defaults: the same collator, random order;
@@ -65,7 +65,7 @@ def collate(strategy: str, rows: list[dict], tokenizer, model, pad_to_multiple_o
     rows = [{k: r[k] for k in FIELDS} for r in rows]
     if strategy == "reference":
         return pad_to(rows, REFERENCE_LENGTH, tokenizer.pad_token_id, label_pad=tokenizer.pad_token_id)
-    # Exactly the pipeline's collator (stages/train_lora.py); HF's defaults use the same one.
+    # Exactly the pipeline's collator (stages/finetune.py); HF's defaults use the same one.
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=pad_to_multiple_of)
     return dict(collator(rows))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from stages import cli
 from stages.atomic import write_json, write_jsonl, write_text
+from stages.errors import DataError
 from stages.params import load_params
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 def read_predictions(folder: str, variant: str) -> list[dict]:
     path = Path(folder) / f"{variant}.jsonl"
+    if not path.is_file():
+        stage = "infer_base" if variant == "base" else f"infer@{variant}"
+        raise DataError(f"{path}: no {variant} predictions (run `dvc repro {stage}`)")
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         by_variant = {v: read_predictions(params.paths.predictions, v) for v in variants}
         ids = {v: [r["id"] for r in rows] for v, rows in by_variant.items()}
         if len({tuple(i) for i in ids.values()}) != 1:
-            raise ValueError(f"predictions of {', '.join(variants)} cover different dialogues")
+            raise DataError(f"predictions of {', '.join(variants)} cover different dialogues: "
+                            f"rerun their infer stages on the same test split")
         scores, per_item = {}, {}
         for variant, rows in by_variant.items():
             scores[variant], per_item[variant] = score_variant(rows, params.score.use_stemmer)
