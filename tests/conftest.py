@@ -34,6 +34,19 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+@pytest.fixture(autouse=True)
+def _own_logging():
+    """A stage's ``main()`` called in-process configures the root logger with a handler on this
+    test's captured stderr, which pytest closes after the test: take such handlers away again."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     return ROOT / "demo" / "tiny-t5"
