@@ -116,12 +116,14 @@ def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_re
 def test_plots_render_in_headless_chromium(project, first_repro):
     """The page `dvc plots show` writes, drawn by Chromium: the charts must have real pixels in
     the colours of their series (Vega's default palette), not an empty page."""
+    import sys
+
     from PIL import Image
 
-    from review.render_plots import render
+    from tests.conftest import run
 
     dvc(project, "plots", "show", "-o", "plots_html")
-    render(project / "plots_html" / "index.html", project / "plots.png")
+    run([sys.executable, "-m", "review.render_plots", "plots_html/index.html", "plots.png"], project)
     image = Image.open(project / "plots.png").convert("RGB")
     colours = image.getcolors(maxcolors=1 << 20)
     count = {rgb: n for n, rgb in colours}

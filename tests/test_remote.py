@@ -114,11 +114,11 @@ def test_a_fresh_clone_pulls_the_results_without_training(pushed, tmp_path):
 
     # The adapter by artifact name: dvc.yaml's `artifacts:` + the git tag lora-adapter@v1.0.0
     # (DVC resolves an artifact's latest version through GTO tags; without one it is "not found").
-    from dvc.api import artifacts_show
-
     head = git(fresh, "rev-parse", "HEAD").strip()
     for version in (None, VERSION):
-        shown = artifacts_show(ARTIFACT, version=version, repo=str(fresh))
+        code = ("import json, sys, dvc.api; print(json.dumps(dvc.api.artifacts_show("
+                f"{ARTIFACT!r}, version={version!r}, repo=sys.argv[1])))")
+        shown = json.loads(run([sys.executable, "-c", code, str(fresh)], fresh).stdout)
         assert shown == {"rev": head, "path": pushed.adapter}
     assert tree(fresh / shown["path"]) == tree(pushed.gpu / pushed.adapter)
     # ... and fetched from the git repository alone: a temporary clone that reads the DVC remote.
