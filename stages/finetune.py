@@ -150,8 +150,12 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     if not launch.launched():  # with several processes, run() prepared them once, before launch
         prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized)))
     resume = newest_checkpoint(checkpoints)
+    resumed_tokens = 0
     if resume:
         log.info("resuming from %s (step %s)", resume, resume.name.split("-")[-1])
+        # Read now: the Trainer rotates old checkpoints away, and the rest are cleared below.
+        state = json.loads((resume / "trainer_state.json").read_text())
+        resumed_tokens = state.get("num_input_tokens_seen", 0)
     # The curves are written into a temporary folder and moved into place only when training
     # finishes, like every other output; a resumed run replays the earlier history into them.
     # Only the first process writes outputs.
@@ -169,15 +173,15 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Checkpoints exist to survive a crash; once the weights are saved they have served. Keeping
     # them would make a forced rerun "resume" at the last step instead of training again.
     clear_checkpoints(checkpoints)
-    return cost_metrics(trainer, output, wall, resume, weights)
+    return cost_metrics(trainer, output, wall, resume, resumed_tokens, weights)
 
 
-def cost_metrics(trainer, output, wall: float, resume: Path | None, weights: Path) -> dict:
+def cost_metrics(trainer, output, wall: float, resume: Path | None, resumed_tokens: int,
+                 weights: Path) -> dict:
+    """What training gave and cost; rates count this run's work only (not a resumed run's past)."""
     state, args = trainer.state, trainer.args
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
-    resumed_tokens = (json.loads((resume / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
-                      if resume else 0)
     best = state.best_model_checkpoint
     return {
         "trainable_params": trainable,
