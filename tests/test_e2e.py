@@ -1,9 +1,9 @@
 """The real `dvc` commands on the offline sample, in a temporary git repository.
 
-One project is built per module, with both fine-tuned variants (LoRA and the full fine-tune, as
-the demo), and the tests run in file order: the first `dvc repro` is the expensive part (~2 min
-on 2 cores), the rest reuse it. Training is cut to a few steps: these tests check the pipeline's
-wiring and DVC's rerun behaviour, not the model's quality (that is what `make demo` shows).
+The project is a copy of conftest's built project (every stage run once, LoRA only), where the
+full fine-tune is then switched on, and the tests run in file order, each building on the last.
+Training is cut to a few steps: these tests check the pipeline's wiring and DVC's rerun
+behaviour, not the model's quality (that is what `make demo` shows).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.conftest import commit, dvc, make_project, set_params
+
+from stages.params import read_yaml
+from tests.conftest import commit, copy_project, dvc, set_params
 
 ALL_STAGES = {"split", "tokenize", "train@lora", "train@full", "infer_base", "infer@lora", "infer@full", "score"}
 VARIANTS = ("base", "lora", "full")
@@ -25,17 +27,22 @@ def ran(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("project"), finetunes=("lora", "full"))
+def project(built_project, tmp_path_factory) -> Path:
+    return copy_project(built_project, tmp_path_factory.mktemp("e2e") / "project")
 
 
 @pytest.fixture(scope="module")
 def first_repro(project) -> str:
+    """Switch the full fine-tune on (`dvc exp run -S 'finetunes=[lora,full]'` does the same)."""
+    lock = read_yaml((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == ALL_STAGES - {"train@full", "infer@full"}  # the built run: every stage
+    set_params(project, finetunes=["lora", "full"])
     return dvc(project, "repro").stdout
 
 
-def test_repro_runs_every_stage(project, first_repro):
-    assert ran(first_repro) == ALL_STAGES
+def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_repro):
+    assert ran(first_repro) == {"train@full", "infer@full", "score"}
+    assert set(read_yaml((project / "dvc.lock").read_text())["stages"]) == ALL_STAGES
     scores = json.loads((project / "metrics" / "scores.json").read_text())
     assert set(scores) == set(VARIANTS)
     for variant in scores.values():
@@ -61,7 +68,7 @@ def test_second_repro_reruns_nothing(project, first_repro):
 
 
 def test_lora_change_reruns_only_lora_stages(project, first_repro):
-    commit(project, "first run")
+    commit(project, "full fine-tune on")
     set_params(project, lora__r=8)
     out = dvc(project, "repro").stdout
     assert ran(out) == {"train@lora", "infer@lora", "score"}  # not base, not the full fine-tune

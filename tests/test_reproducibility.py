@@ -1,7 +1,7 @@
 """Resume after a crash, the same bits every time, and no secret in any output.
 
-Each test builds its own small project (the demo's params cut to a few steps) and runs the real
-`dvc` commands, as a user on a GPU box would.
+Each test works on a copy of conftest's built project (the demo's params cut to a few steps) and
+runs the real `dvc` commands, as a user on a GPU box would.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from demo.run import stage_env
-from tests.conftest import copy_project, dvc, make_project, set_params
+from tests.conftest import copy_project, dvc, set_params
 
 FAKE_KEY = "wandb-fake-key-7f3c9e21d4b8a6f0e5c1"
 FAKE_HF_TOKEN = "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"
@@ -77,13 +77,16 @@ def twin_runs(built_project, tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def run_with_secrets(tmp_path_factory) -> Path:
-    """A run with W&B on (offline) and planted HF and W&B keys in the environment."""
+def run_with_secrets(built_project, tmp_path_factory) -> Path:
+    """The built project with W&B switched on (offline), rerun with planted HF and W&B keys in
+    the environment: training, the stage that talks to W&B, reruns under them (and whatever
+    its new adapter changes downstream); every output is scanned."""
     env_before = dict(os.environ)
     os.environ.update(WANDB_API_KEY=FAKE_KEY, HF_TOKEN=FAKE_HF_TOKEN, WANDB_MODE="offline")
     try:
-        project = make_project(tmp_path_factory.mktemp("secrets"), tracking={"wandb": True})
-        dvc(project, "repro")
+        project = set_params(copy_project(built_project, tmp_path_factory.mktemp("secrets") / "project"),
+                             tracking__wandb=True)
+        assert "Running stage 'train@lora'" in dvc(project, "repro").stdout
     finally:
         os.environ.clear()
         os.environ.update(env_before)
