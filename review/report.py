@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from review import bootstrap
 from review.revisions import (Revision, ReviewError, metrics_diff, open_repo, params_diff, read_jsonl,
                               resolve, revision_params)
+from stages.score import METRIC_LABELS
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -39,8 +40,7 @@ if TYPE_CHECKING:
 
 # stages.text_metrics.ROUGE_TYPES, not imported: that module loads datasets and evaluate.
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-SCORES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
-          "bleu": "BLEU", "gen_len": "gen_len"}
+SCORES = {**METRIC_LABELS, "gen_len": "gen_len"}
 TRAIN_COST = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
               "trainable_params", "weights_mb")
 INFER_COST = ("wall_time_s", "dialogues_per_second", "generated_tokens_per_second", "peak_memory_mb")

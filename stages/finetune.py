@@ -8,8 +8,8 @@ Both evaluate and checkpoint every ``train.eval_steps``, stop early when the eva
 improving, and keep the best checkpoint's weights at the end. Loss curves go to
 ``{paths.metrics}/train_<variant>/`` (DVCLive).
 
-Checkpoints live in ``{paths.checkpoints}/<variant>``, which DVC keeps between runs (``persist``)
-and never caches. A rerun after a crash resumes from the newest complete checkpoint, but only
+Checkpoints live in ``{paths.checkpoints}/<variant>``, git-ignored and not a stage output, so DVC
+neither caches nor deletes them between runs. A rerun after a crash resumes from the newest complete checkpoint, but only
 when it was written with the same params and data: the folder carries a fingerprint of both,
 and a mismatch clears it. Once the weights are saved the checkpoints are removed.
 """

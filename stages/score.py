@@ -45,15 +45,16 @@ def score_variant(rows: list[dict], use_stemmer: bool) -> tuple[dict, dict]:
     return summary, result["per_item"]
 
 
-PLOT_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
-               "bleu": "BLEU"}
+# How scores.json's keys are named for people: in the plot and in the review report.
+METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
+                 "bleu": "BLEU"}
 
 
 def plot_rows(scores: dict[str, dict]) -> list[dict]:
     """One row per variant and metric, every score on 0-100 (sacrebleu's BLEU scale)."""
     return [{"metric": label, "variant": variant,
              "score": round(summary[key] * (1 if key == "bleu" else 100), 4)}
-            for key, label in PLOT_LABELS.items() for variant, summary in scores.items()]
+            for key, label in METRIC_LABELS.items() for variant, summary in scores.items()]
 
 
 def examples_markdown(by_variant: dict[str, list[dict]], count: int) -> str:
