@@ -52,6 +52,7 @@ def chromium() -> str:
 
 
 def screenshot(page: Path, png: Path, width: int = 1000, height: int = 1400) -> None:
+    png.unlink(missing_ok=True)  # an older screenshot must not pass for this one
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
