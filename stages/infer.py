@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             launch.relaunch("stages.infer", params.generate.processes, sys.argv[1:])
         log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
                  params.prompt, params.generate)
-        test = group_references(pd.read_parquet(f"{params.paths.split}/test.parquet"))
+        test = group_references(pd.read_parquet(params.paths.split_file("test")))
         resolved = modeling.resolve(params.model)
         tokenizer = modeling.load_tokenizer(resolved.folder)
         model = modeling.load_variant(resolved.folder, args.variant,
@@ -116,12 +116,12 @@ def main(argv: list[str] | None = None) -> None:
         if launch.rank() > 0:
             return
         rows = test.assign(prediction=predictions, gen_tokens=counts).to_dict("records")
-        write_jsonl(f"{params.paths.predictions}/{args.variant}.jsonl", rows)
+        write_jsonl(params.paths.predictions_file(args.variant), rows)
         cost = {"dialogues": len(rows), "wall_time_s": round(seconds, 2),
                 "dialogues_per_second": round(len(rows) / seconds, 3),
                 "generated_tokens_per_second": round(sum(counts) / seconds, 1),
                 "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size()}
-        write_json(f"{params.paths.metrics}/infer_{args.variant}.json", cost)
+        write_json(params.paths.infer_metrics(args.variant), cost)
         log.info("%s: %s", args.variant, cost)
 
     cli.run(body)

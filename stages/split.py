@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
             out.mkdir()
             for name in SPLITS:
                 part = frame.loc[assignment == name, list(sources.COLUMNS)]
-                part.reset_index(drop=True).to_parquet(out / f"{name}.parquet", index=False)
-        write_json(f"{params.paths.metrics}/split.json", {
+                target = out / params.paths.split_file(name).name
+                part.reset_index(drop=True).to_parquet(target, index=False)
+        write_json(params.paths.split_metrics(), {
             **counts,
             "pooled_topics": pooled,
             "dropped_empty_rows": loaded.cleaning.empty_rows,

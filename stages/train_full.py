@@ -1,11 +1,11 @@
-"""train@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full`` + ``metrics/train_full.json``.
+"""train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full`` + ``metrics/train_full.json``.
 
 Reads params ``seed``, ``paths``, ``model``, ``full``, ``train``, ``tracking``.
 
 The baseline LoRA is measured against, as in the reference article: every weight of the base
 model trains, at ``full.learning_rate`` (far below LoRA's: full fine-tuning at LoRA's 1e-3 would
 wreck the pretrained weights), on the same data, schedule, batch and early stopping
-(``stages/finetune.py``). It only runs when params.yaml's ``finetunes`` lists ``full``: it
+(``stages/finetune.py``). It only runs when params.yaml's ``baselines`` lists ``full``: it
 costs several times LoRA's GPU memory and a full model's disk per run.
 """
 

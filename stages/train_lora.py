@@ -1,4 +1,4 @@
-"""train@lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``.
+"""train_lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``.
 
 Reads params ``seed``, ``paths``, ``model``, ``lora``, ``train``, ``tracking``.
 

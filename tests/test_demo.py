@@ -28,12 +28,11 @@ def test_demo_params_are_the_recipe_with_stated_overrides():
     overridden = read_yaml((ROOT / "demo" / "params.yaml").read_text())
     assert merged.lora == recipe.lora  # the demo trains the recipe's LoRA, not another one
     assert merged.model.name == "demo/tiny-t5" and merged.data.source == "file"
-    assert recipe.finetunes == ["lora"] and merged.finetunes == ["lora", "full"]  # full: demo only
-    for section, values in overridden.items():
-        if not isinstance(values, dict):
-            continue
-        for key in values:
-            assert getattr(getattr(merged, section), key) is not None
+    assert recipe.baselines == merged.baselines == []  # base vs LoRA; the full fine-tune is a switch
+    assert parse_params(demo_params(baselines=["full"])).baselines == ["full"]
+    for section, values in overridden.items():  # every override took effect
+        for key, value in values.items() if isinstance(values, dict) else ():
+            assert getattr(getattr(merged, section), key) == value, f"{section}.{key}"
 
 
 def test_committed_tiny_model_matches_its_pin_and_shape():
@@ -63,7 +62,9 @@ def test_tiny_tokenizer_keeps_every_character_of_the_sample():
         assert decoded.split() == text.split()  # every word back; only whitespace may differ
 
 
-def test_score_table_shows_both_variants_and_the_gain():
-    table = score_table({"base": {"rougeL": 0.02, "bleu": 0.5}, "lora": {"rougeL": 0.31, "bleu": 9.0}})
+def test_score_table_shows_both_variants_the_gain_and_the_reading_gap():
+    table = score_table({"base": {"rougeL": 0.02, "bleu": 0.5, "rougeL_shuffled": 0.02},
+                         "lora": {"rougeL": 0.31, "bleu": 9.0, "rougeL_shuffled": 0.12}})
     assert "| rougeL | 0.0200 | 0.3100 | +0.2900 |" in table
     assert "| bleu | 0.5000 | 9.0000 | +8.5000 |" in table
+    assert "| rougeL - rougeL_shuffled | 0.0000 | 0.1900 | +0.1900 |" in table
