@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,11 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
 
 def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` (or `dvc exp run`) output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def git(cwd: Path, *args: str) -> str:

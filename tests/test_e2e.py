@@ -16,16 +16,12 @@ from pathlib import Path
 import pytest
 
 from stages.params import read_yaml
-from tests.conftest import commit, copy_project, dvc, set_params
+from tests.conftest import commit, copy_project, dvc, ran, set_params
 
 RECIPE_STAGES = {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score"}
 BASELINE_STAGES = {"train_baseline@full", "infer_baseline@full"}
 VARIANTS = ("base", "lora", "full")
 METRIC_KEYS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "gen_len", "rougeL_shuffled"}
-
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 @pytest.fixture(scope="module")
