@@ -26,6 +26,7 @@ from stages.atomic import write_json, write_jsonl
 from stages.params import Generate, Prompt, load_params
 
 log = logging.getLogger(__name__)
+PARAMS = ("paths", "model", "prompt", "generate")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
 VARIANTS = ("base", "lora", "full")
 
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json(params.paths.infer_metrics(args.variant), cost)
         log.info("%s: %s", args.variant, cost)
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

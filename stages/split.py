@@ -24,6 +24,7 @@ from stages.errors import DataError
 from stages.sources import dialogue_key
 
 log = logging.getLogger(__name__)
+PARAMS = ("seed", "paths", "data", "split")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
 POOLED = "(pooled rare topics)"
 
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         })
         log.info("split %s: %s", loaded.origin, {n: c["rows"] for n, c in counts.items()})
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from stages.atomic import atomic_path, write_json
 from stages.params import Prompt, load_params
 
 log = logging.getLogger(__name__)
+PARAMS = ("paths", "model", "prompt")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
 TOKENIZED_SPLITS = ("train", "validation")
 
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json(params.paths.tokenize_metrics(), metrics)
         log.info("tokenized: %s", metrics)
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":
