@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         cost = {"dialogues": len(rows), "wall_time_s": round(seconds, 2),
                 "dialogues_per_second": round(len(rows) / seconds, 3),
                 "generated_tokens_per_second": round(sum(counts) / seconds, 1),
-                "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size()}
+                "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size(),
+                "params_sha256": cli.params_digest()}  # of PARAMS as read
         write_json(params.paths.infer_metrics(args.variant), cost)
         log.info("%s: %s", args.variant, cost)
 

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             "dropped_empty_rows": loaded.cleaning.empty_rows,
             "dropped_duplicate_rows": loaded.cleaning.duplicate_rows,
             "source": loaded.origin,
+            "params_sha256": cli.params_digest(),  # of PARAMS as read: what this split was made with
         })
         log.info("split %s: %s", loaded.origin, {n: c["rows"] for n, c in counts.items()})
 

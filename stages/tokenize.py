@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt)
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))
-        write_json(params.paths.tokenize_metrics(), metrics)
+        write_json(params.paths.tokenize_metrics(), {**metrics, "params_sha256": cli.params_digest()})
         log.info("tokenized: %s", metrics)
 
     cli.run(body, PARAMS, args.params)
