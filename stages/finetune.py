@@ -153,7 +153,8 @@ def check_checkpoint(checkpoint: Path, max_steps: int) -> str | None:
             else:
                 torch.load(name, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or corrupt: each library raises its own kind
-            return f"{name.name} does not load ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+            detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+            return f"{name.name} does not load ({exc.__class__.__name__}: {detail})"
     return None
 
 

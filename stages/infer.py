@@ -26,7 +26,7 @@ from stages.atomic import write_json, write_jsonl
 from stages.params import Generate, Prompt, load_params
 
 log = logging.getLogger(__name__)
-PARAMS = ("paths", "model", "prompt", "generate")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
+PARAMS = ("paths", "model", "prompt", "generate")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 VARIANTS = ("base", "lora", "full")
 
 

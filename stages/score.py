@@ -29,7 +29,7 @@ from stages.params import load_params
 from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED, derangement
 
 log = logging.getLogger(__name__)
-PARAMS = ("seed", "baselines", "paths", "score")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
+PARAMS = ("seed", "baselines", "paths", "score")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 
 
 def read_predictions(path: Path, variant: str) -> list[dict]:

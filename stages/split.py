@@ -24,7 +24,7 @@ from stages.errors import DataError
 from stages.sources import dialogue_key
 
 log = logging.getLogger(__name__)
-PARAMS = ("seed", "paths", "data", "split")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
+PARAMS = ("seed", "paths", "data", "split")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 POOLED = "(pooled rare topics)"
 
 

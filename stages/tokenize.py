@@ -22,7 +22,7 @@ from stages.atomic import atomic_path, write_json
 from stages.params import Prompt, load_params
 
 log = logging.getLogger(__name__)
-PARAMS = ("paths", "model", "prompt")  # the params sections read: dvc.yaml's `params:` (tests/test_faults.py)
+PARAMS = ("paths", "model", "prompt")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 TOKENIZED_SPLITS = ("train", "validation")
 
 
