@@ -87,6 +87,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     remove(tmp)
     try:
         yield tmp
+    except OSError as exc:
+        remove(tmp)
+        if exc.filename is None and exc.errno:  # e.g. pyarrow's: name the output being written
+            raise OSError(exc.errno, os.strerror(exc.errno), str(target)) from exc
+        raise
     except BaseException:
         remove(tmp)
         raise

@@ -13,7 +13,6 @@ each stage module and equal to its ``params:`` list in dvc.yaml) and the pipelin
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import signal
@@ -53,7 +52,7 @@ def _on_signal(signum, frame):
 
 
 def os_error_line(exc: OSError) -> str:
-    reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+    reason = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
     where = exc.filename if exc.filename is not None else None
     return f"error: {reason}: {where}" if where else f"error: {reason} ({exc})"
 
