@@ -285,8 +285,9 @@ def run(variant: str, doc: str, argv: list[str] | None,
         log.info("train %s params: seed=%s model=%s %s=%s train=%s tracking=%s", variant, params.seed,
                  params.model, variant, getattr(params, variant), params.train, params.tracking)
         if params.train.processes > 1 and not launch.launched():
-            prepare_checkpoints(params.paths.checkpoint_dir(variant),
-                                fingerprint(params, variant, Path(params.paths.tokenized)))
+            folder = params.paths.checkpoint_dir(variant)
+            prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))
+            newest_checkpoint(folder, params.train.max_steps)  # set bad ones aside once, not in every rank
             launch.relaunch(f"stages.train_{variant}", params.train.processes, sys.argv[1:])
         metrics = train(params)
         if metrics is not None:
