@@ -22,6 +22,7 @@ from stages.params import Model
 from stages.sources import resolve_hub
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -86,15 +87,19 @@ def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedMod
     )
 
 
-def load_variant(folder: Path, variant: str, trained: Path, merge: bool) -> PreTrainedModel:
+def load_variant(folder: Path, variant: str, trained: Path, merge: bool,
+                 dtype: torch.dtype | None = None) -> PreTrainedModel:
     """The model to generate with: the original (``base``, from ``folder``), base + the LoRA
-    adapter in ``trained`` (``lora``), or the fully fine-tuned model in ``trained`` (``full``).
+    adapter in ``trained`` (``lora``), or the fully fine-tuned model in ``trained`` (``full``),
+    cast to ``dtype`` when given (e.g. bf16 for generation on a GPU).
 
     Merging folds ``B @ A * alpha / r`` into the frozen weights, so generation runs at the base
-    model's speed; the outputs match the unmerged model up to float rounding (tested).
+    model's speed; the outputs match the unmerged model up to float rounding (tested). The merge
+    happens in the weights' own fp32 and the cast after it, so bf16 rounds the sum once.
     """
     if variant == "full":
-        return load_model(trained).eval()
+        model = load_model(trained)
+        return (model if dtype is None else model.to(dtype)).eval()
     model = load_model(folder)
     if variant == "lora":
         from peft import PeftModel
@@ -105,7 +110,7 @@ def load_variant(folder: Path, variant: str, trained: Path, merge: bool) -> PreT
             model = model.merge_and_unload()
     elif variant != "base":
         raise ModelError(f"unknown variant {variant!r}")
-    return model.eval()
+    return (model if dtype is None else model.to(dtype)).eval()
 
 
 def library_versions() -> dict[str, str]:
@@ -132,11 +137,12 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def use_bf16(setting: str | bool) -> bool:
-    """bf16 where the GPU supports it (``auto``); never fp16, where T5 overflows."""
+def use_bf16(setting: str | bool, key: str = "train.bf16") -> bool:
+    """bf16 where the GPU supports it (``auto``); never fp16, where T5 overflows. ``key`` names
+    the param in the error."""
     import torch
 
     supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if setting is True and not supported:
-        raise ModelError("train.bf16: true, but this machine has no GPU with bf16 support")
+        raise ModelError(f"{key}: true, but this machine has no GPU with bf16 support")
     return supported if setting == "auto" else bool(setting)

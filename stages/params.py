@@ -181,6 +181,7 @@ class Generate(_Section):
     batch_size: PosInt
     merge_lora: bool
     processes: PosInt
+    bf16: Literal["auto", True, False]
 
 
 class Score(_Section):
