@@ -40,7 +40,7 @@ $(TORCH_STAMP):
 			$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==$(TORCH_VERSION); \
 		fi; \
 	fi
-	$(PY) -c "import sys, torch; cuda = torch.version.cuda; print('torch', torch.__version__, 'CUDA', cuda); \
+	$(PY) -W ignore -c "import sys, torch; cuda = torch.version.cuda; print('torch', torch.__version__, 'CUDA', cuda); \
 		sys.exit(f'error: TORCH=$(TORCH) but this torch is the {\"CUDA\" if cuda else \"CPU\"} build') if (cuda is None) != ('$(TORCH)' == 'cpu') else None"
 	touch $@
 

@@ -1,6 +1,6 @@
 """A real-scale rehearsal: the real ``dvc.yaml`` stages at DialogSum's size, on a GPU, timed.
 
-    python -m benchmarks.rehearsal [--max-steps 300] [--workdir rehearsal-run] [--out benchmarks/results]
+    python -m benchmarks.rehearsal [--max-steps 200] [--workdir rehearsal-run] [--out benchmarks/results]
     python -m benchmarks.rehearsal --tiny    # the same on CPU with a tiny model (the test suite runs it)
 
 It makes a scratch project (a copy of this one, like ``make demo``: the user's ``params.yaml`` and
@@ -13,17 +13,17 @@ workspace are never touched) whose params are ``params.yaml``, the recipe, with 
   12,460 train / 500 validation rows, and 500 test dialogues with three references each
   (1,500 rows), ids like the real ones (``train_<n>``, ``dev_<n>``, ``test_<n>_<k>``), read with
   ``data.source: file`` and ``split.strategy: source`` (its ``split`` column).
-- ``train.max_steps``: ``--max-steps`` (default 300, the recipe's 1000 would not fit in 8 minutes
-  with start-up); the table extrapolates training to the recipe's steps. Everything else is the
+- ``train.max_steps``: ``--max-steps`` (default 200: the recipe's 1000 would not fit in 8 minutes
+  with the machine's start-up); the table extrapolates training to the recipe's steps. Everything else is the
   recipe: batch 32 with automatic batch sizing, accumulation 2, evaluation and checkpoints every
   100 steps, bf16 where the GPU has it, greedy generation of up to 200 tokens, batch 32.
 
 Then it runs ``dvc repro`` (every stage, whatever their names), timing each stage from DVC's
 "Running stage" lines and sampling GPU memory with ``nvidia-smi``, and runs the infer stage once
-more outside DVC on the LoRA model with ``generate.bf16: false`` (fp32), beside DVC's run with the
-default ``auto`` (bf16 on a GPU that has it). Per-stage figures come from the metrics files each
-stage declares in ``dvc.lock``. Writes ``<out>/rehearsal.{md,json}`` (``rehearsal-tiny.*`` with
-``--tiny``) and prints the table.
+more outside DVC on the LoRA model with ``generate.bf16: false`` (fp32) on the first 128 test
+dialogues, beside DVC's run with the default ``auto`` (bf16 on a GPU that has it). Per-stage
+figures come from the metrics files each stage declares in ``dvc.lock``. Writes
+``<out>/rehearsal.{md,json}`` (``rehearsal-tiny.*`` with ``--tiny``) and prints the table.
 
 Training FLOPs, the convention (as ``benchmarks/gpu.py``): ``6 * (N_enc * T_src + N_dec * T_tgt)``,
 N_enc / N_dec the encoder's / decoder's matmul weights (embedding lookups and attention scores left
@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 42
 ASSETS = "rehearsal-assets"  # in the scratch project, git-ignored there: model and data
-RECIPE_STEPS = 1000  # params.yaml's train.max_steps, for the extrapolation (read from it below)
+FP32_DIALOGUES = 128  # the fp32 generation run's share of the test set: four batches of 32
+DEFAULT_STEPS = 200  # the recipe's 1000 would not fit in 8 minutes with the machine's start-up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="a tiny model and a few hundred rows, on CPU")
     parser.add_argument("--max-steps", type=int, default=None,
-                        help="training steps (default: 300; --tiny: 4)")
+                        help=f"training steps (default: {DEFAULT_STEPS}; --tiny: 4)")
     parser.add_argument("--workdir", default=str(ROOT / "rehearsal-run"), help="scratch project (default: %(default)s)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the table")
     parser.add_argument("--peak-tflops", type=float, default=None,
@@ -421,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.run import quiet_logging
 
     quiet_logging()
+    import pandas as pd
     import torch
 
     from stages.params import Paths, read_yaml
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         peak = peak_flops(device)
     recipe_steps = read_yaml((ROOT / "params.yaml").read_text())["train"]["max_steps"]
     started = time.perf_counter()
-    params = make_project(workdir, args.tiny, args.max_steps or (None if args.tiny else 300))
+    params = make_project(workdir, args.tiny, args.max_steps or (None if args.tiny else DEFAULT_STEPS))
     env = stage_env(workdir)
     paths = Paths(**params["paths"])
     with GpuMemory() as memory:
@@ -445,7 +447,15 @@ def main(argv: list[str] | None = None) -> None:
         # The LoRA model once more, in fp32, through the stage itself, into a folder of its own.
         fp32_params = json.loads(json.dumps(params))
         fp32_params["generate"]["bf16"] = False
-        fp32_params["paths"].update(predictions="rehearsal-fp32/predictions", metrics="rehearsal-fp32/metrics")
+        fp32_params["paths"].update(split="rehearsal-fp32/split", predictions="rehearsal-fp32/predictions",
+                                    metrics="rehearsal-fp32/metrics")
+        # The first FP32_DIALOGUES test dialogues (whole batches) give the rate; all 500 would add
+        # minutes on the GPU. Same rows, same order as DVC's run.
+        test = pd.read_parquet(workdir / paths.split_file("test"))
+        keep = test["dialogue"].drop_duplicates().iloc[:FP32_DIALOGUES]
+        subset = workdir / Paths(**fp32_params["paths"]).split_file("test")
+        subset.parent.mkdir(parents=True, exist_ok=True)
+        test[test["dialogue"].isin(keep)].to_parquet(subset, index=False)
         (workdir / "params_fp32.yaml").write_text(json.dumps(fp32_params))  # JSON is YAML
         phase = "infer lora fp32"
         fp32_time = run_timed([sys.executable, "-m", "stages.infer", "--variant", "lora", "--params",
