@@ -404,7 +404,7 @@ def gpu_name() -> str:
     return out.splitlines()[0].strip() if out.strip() else "a GPU (nvidia-smi did not answer)"
 
 
-def preflight(workdir: Path) -> None:
+def preflight() -> None:
     """Fail in seconds, not after minutes of GPU time, when something the run needs is missing."""
     import importlib.util
 
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     if device == "cpu" and not args.tiny:
         sys.exit("error: no GPU here; python -m benchmarks.rehearsal --tiny runs the small version on CPU")
     workdir = Path(args.workdir).resolve()
-    preflight(workdir)
+    preflight()
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     if peak is None and device != "cpu":
         from benchmarks.gpu import peak_flops
