@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     def body() -> None:
         params = load_params(args.params)
         log.info("split params: seed=%s %s data=%s", params.seed, params.split, params.data)
-        loaded = sources.load(params.data)
+        loaded = sources.load(params.data, params.hub)
         frame, pooled = loaded.frame, 0
         if params.split.strategy == "stratified":
             assignment, pooled = stratified(frame, params.split.fractions,
