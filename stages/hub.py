@@ -171,6 +171,9 @@ def pin(params_file: Path) -> dict[str, str]:
         wanted["model"] = (params.model.name, params.model.revision, "model")
     yaml = YAML()  # round trip: comments survive
     yaml.preserve_quotes = True
+    # keep `null` spelled out (round trip would write an empty value: same meaning, noisier diff)
+    yaml.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     raw = yaml.load(params_file.read_text(encoding="utf-8"))
     changed = {}
     for section, (repo_id, revision, repo_type) in wanted.items():
