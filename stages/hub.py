@@ -163,12 +163,12 @@ def pin(params_file: Path) -> dict[str, str]:
     write them into ``params_file``, keeping its comments and layout. Returns what changed."""
     from ruamel.yaml import YAML
 
-    params = load_params(params_file)  # validated first: a bad file is refused, not rewritten
+    recipe = load_params(params_file)  # validated first: a bad file is refused, not rewritten
     wanted = {}
-    if params.data.source == "hub":
-        wanted["data"] = (params.data.hub_id, params.data.revision, "dataset")
-    if not Path(params.model.name).is_dir() and params.model.revision:
-        wanted["model"] = (params.model.name, params.model.revision, "model")
+    if recipe.data.source == "hub":
+        wanted["data"] = (recipe.data.hub_id, recipe.data.revision, "dataset")
+    if not Path(recipe.model.name).is_dir() and recipe.model.revision:
+        wanted["model"] = (recipe.model.name, recipe.model.revision, "model")
     yaml = YAML()  # round trip: comments survive
     yaml.preserve_quotes = True
     # keep `null` spelled out (round trip would write an empty value: same meaning, noisier diff)
@@ -177,7 +177,7 @@ def pin(params_file: Path) -> dict[str, str]:
     raw = yaml.load(params_file.read_text(encoding="utf-8"))
     changed = {}
     for section, (repo_id, revision, repo_type) in wanted.items():
-        commit = resolve_commit(repo_id, revision, repo_type, params.hub)
+        commit = resolve_commit(repo_id, revision, repo_type, recipe.hub)
         if commit != revision:
             raw[section]["revision"] = commit
             changed[f"{section}.revision"] = f"{revision} -> {commit}"
