@@ -99,28 +99,20 @@ def download(repo_id: str, revision: str, repo_type: str, hub: Hub, key: str) ->
     try:  # cached: no hub call at all
         return Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type,
                                       allow_patterns=patterns, local_files_only=True))
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # not cached, or only in part: download what is missing
         pass
-    except Exception as exc:  # an incomplete snapshot: download what is missing
-        log.info("%s: cached copy incomplete (%s)", where, exc)
     if constants.is_offline_mode():
         raise HubError(f"{key}: {where}: not in the local hub cache ({constants.HF_HUB_CACHE}) and "
                        "HF_HUB_OFFLINE is set")
     bound_requests(hub.timeout_s)
-    import httpx2
-
     try:
         # One request, no retries: a silent hub fails here in timeout_s.
         HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=hub.timeout_s)
         log.info("%s: downloading %s", where, ", ".join(patterns))
         folder = snapshot_download(repo_id, revision=revision, repo_type=repo_type,
                                    allow_patterns=patterns, etag_timeout=hub.timeout_s)
-    except httpx2.TimeoutException:
-        raise HubError(f"{where}: the hub at {constants.ENDPOINT} did not answer within "
-                       f"{hub.timeout_s:g} s ({SETTING} in params.yaml)") from None
     except Exception as exc:  # the client raises many kinds; all mean "cannot get it"
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise HubError(f"{key}: {where}: cannot be downloaded: {first}") from None
+        raise _failure(exc, f"{key}: {where}: cannot be downloaded", where, hub) from None
     return Path(folder)
 
 
@@ -140,14 +132,20 @@ def resolve_commit(repo_id: str, revision: str, repo_type: str, hub: Hub) -> str
         bound_requests(hub.timeout_s)
         info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=hub.timeout_s)
     except Exception as exc:
-        import httpx2
-
-        if isinstance(exc, httpx2.TimeoutException):
-            raise HubError(f"{where}: the hub at {constants.ENDPOINT} did not answer within "
-                           f"{hub.timeout_s:g} s ({SETTING} in params.yaml)") from None
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise HubError(f"{where}: cannot be resolved: {first}") from None
+        raise _failure(exc, f"{where}: cannot be resolved", where, hub) from None
     return str(info.sha)
+
+
+def _failure(exc: Exception, context: str, where: str, hub: Hub) -> HubError:
+    """One line for a failed hub call: a timeout names the setting, anything else its first line."""
+    import httpx2
+    from huggingface_hub import constants
+
+    if isinstance(exc, httpx2.TimeoutException):
+        return HubError(f"{where}: the hub at {constants.ENDPOINT} did not answer within "
+                        f"{hub.timeout_s:g} s ({SETTING} in params.yaml)")
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return HubError(f"{context}: {first}")
 
 
 def require_commit(key: str, repo_id: str, revision: str) -> None:
