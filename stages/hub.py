@@ -61,21 +61,24 @@ def is_commit(revision: str) -> bool:
 
 
 def bound_requests(timeout_s: float) -> None:
-    """Give every request huggingface_hub makes in this process a ``timeout_s`` timeout.
+    """Bound every request huggingface_hub makes in this process by ``timeout_s`` seconds
+    (connect, and each wait for bytes); the client's own shorter timeouts are kept.
 
     The client passes ``timeout=None`` (no timeout) on its API calls, which overrides any
     client-wide default; a request hook is the one place that sees every request, and httpx
     reads the timeout from the request itself. The hub's own client (its offline check, request
-    ids) is kept: we add a hook to it.
+    ids) is kept: we add a hook to it. (Files stored with Xet travel through ``hf_xet``, which
+    has its own timeouts and retries.)
     """
     import httpx2
     from huggingface_hub import set_client_factory
     from huggingface_hub.utils._http import default_client_factory  # the hub's own client
 
-    timeout = httpx2.Timeout(timeout_s).as_dict()
-
     def with_timeout(request: httpx2.Request) -> None:
-        request.extensions = {**request.extensions, "timeout": timeout}
+        asked = request.extensions.get("timeout", {})
+        bounded = {phase: timeout_s if asked.get(phase) is None else min(asked[phase], timeout_s)
+                   for phase in ("connect", "read", "write", "pool")}
+        request.extensions = {**request.extensions, "timeout": bounded}
 
     def factory() -> httpx2.Client:
         client = default_client_factory()
