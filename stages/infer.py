@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                  params.prompt, params.generate)
         dtype = generation_dtype(params.generate)  # before loading anything: a bad setting fails at once
         test = group_references(pd.read_parquet(params.paths.split_file("test")))
-        resolved = modeling.resolve(params.model)
+        resolved = modeling.resolve(params.model, params.hub)
         tokenizer = modeling.load_tokenizer(resolved.folder)
         model = modeling.load_variant(resolved.folder, args.variant, params.paths.model_dir(args.variant),
                                       params.generate.merge_lora, dtype)

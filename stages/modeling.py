@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stages.errors import DataError, ModelError
-from stages.params import Model
-from stages.sources import resolve_hub
+from stages import hub as hub_client
+from stages.errors import ModelError
+from stages.params import Hub, Model
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,9 @@ def folder_hash(folder: Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def resolve(model: Model) -> ResolvedModel:
+def resolve(model: Model, hub: Hub) -> ResolvedModel:
+    """The model's local folder and pin: a local folder checked against its hash, or the hub
+    snapshot at ``model.revision`` (only the files loading reads, see stages.hub)."""
     local = Path(model.name)
     if local.is_dir():
         actual = folder_hash(local)
@@ -57,10 +59,11 @@ def resolve(model: Model) -> ResolvedModel:
         raise ModelError(f"model.revision: {model.name} is not a local folder, so it is a hub id "
                          "and needs a commit id to pin")
     try:
-        folder, commit = resolve_hub(model.name, model.revision, "model")
-    except DataError as exc:
-        raise ModelError(f"model.name: {exc}") from None
-    return ResolvedModel(folder, commit)
+        hub_client.require_commit("model.revision", model.name, model.revision)
+        folder = hub_client.download(model.name, model.revision, "model", hub, "model.revision")
+    except hub_client.HubError as exc:
+        raise ModelError(str(exc)) from None
+    return ResolvedModel(folder, folder.name)  # the snapshot folder is named after the commit
 
 
 def _refuse_pickle(folder: Path) -> None:
