@@ -94,15 +94,23 @@ class Columns(_Section):
     id: Text
     dialogue: Text
     summary: Text
-    topic: Text
+    topic: Text | None  # null: the source has no topic; stratification falls back to a plain split
 
 
 class Data(_Section):
     source: Literal["hub", "file"]
     hub_id: Text
+    # A hub commit. Any text passes here so that params with a branch still validate (the demo
+    # reads a file and never uses it); stages.sources refuses a branch when it reads the hub.
     revision: Text
     file: Text
     columns: Columns
+
+
+class Hub(_Section):
+    # Seconds any one hub request may go without an answer. Not a dependency of any stage:
+    # it changes no output, only how long a dead network is waited for.
+    timeout_s: Annotated[float, Field(gt=0.0)]
 
 
 class SplitFractions(_Section):
@@ -181,6 +189,7 @@ class Generate(_Section):
     batch_size: PosInt
     merge_lora: bool
     processes: PosInt
+    bf16: Literal["auto", True, False]
 
 
 class Score(_Section):
@@ -207,6 +216,7 @@ class Params(_Section):
     paths: Paths
     model: Model
     data: Data
+    hub: Hub
     split: Split
     prompt: Prompt
     lora: Lora

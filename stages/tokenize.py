@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
 
         params = load_params(args.params)
         log.info("tokenize params: model=%s prompt=%s", params.model, params.prompt)
-        tokenizer = modeling.load_tokenizer(modeling.resolve(params.model).folder)
+        tokenizer = modeling.load_tokenizer(modeling.resolve(params.model, params.hub).folder)
         splits, metrics = {}, {}
         for name in TOKENIZED_SPLITS:
             frame = pd.read_parquet(params.paths.split_file(name))

@@ -30,7 +30,7 @@ def train(params: Params) -> dict | None:
     """Train every weight, save the model, and return the training metrics (``None`` on ranks > 0)."""
     import torch
 
-    resolved = modeling.resolve(params.model)
+    resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
     model = modeling.load_model(resolved.folder, params.train.dropout_rate)
     model.accepts_loss_kwargs = False  # see stages/train_lora.py: T5 ignores num_items_in_batch

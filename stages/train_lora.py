@@ -56,7 +56,7 @@ def save_adapter(model, folder: Path) -> None:
 
 def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
-    resolved = modeling.resolve(params.model)
+    resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
     model = add_lora(modeling.load_model(resolved.folder, params.train.dropout_rate),
                      params.lora, params.seed)

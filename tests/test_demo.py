@@ -37,7 +37,7 @@ def test_demo_params_are_the_recipe_with_stated_overrides():
 
 def test_committed_tiny_model_matches_its_pin_and_shape():
     merged = parse_params(demo_params())
-    resolved = modeling.resolve(merged.model)  # raises if the folder differs from the pin
+    resolved = modeling.resolve(merged.model, merged.hub)  # raises if the folder differs from the pin
     config = json.loads((resolved.folder / "config.json").read_text())
     assert config["feed_forward_proj"] == "gated-gelu" and config["scale_decoder_outputs"] is False
     assert {config[k] for k in ("num_layers", "num_decoder_layers")} == {2}

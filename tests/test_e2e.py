@@ -10,7 +10,7 @@ behaviour, not the model's quality (that is what `make demo` shows).
 from __future__ import annotations
 
 import json
-import re
+import os
 from pathlib import Path
 
 import pytest
@@ -119,6 +119,19 @@ def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_re
     assert "train_full/plots/metrics/eval/loss.tsv" in html and '"ROUGE-Lsum"' in html
 
 
+def chromium_or_skip() -> None:
+    """Skip where no Chromium is installed (`make setup` installs it as root with apt-get), with
+    the reason in the summary; under CI=true a missing Chromium is a failure, never a skip."""
+    from review.render_plots import RenderError, chromium
+
+    try:
+        chromium()
+    except RenderError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{exc} (`make setup` does it as root)")
+
+
 def test_plots_render_in_headless_chromium(project, first_repro):
     """The page `dvc plots show` writes, drawn by Chromium: the charts must have real pixels in
     the colours of their series (Vega's default palette), not an empty page."""
@@ -127,6 +140,8 @@ def test_plots_render_in_headless_chromium(project, first_repro):
     from PIL import Image
 
     from tests.conftest import run
+
+    chromium_or_skip()
 
     dvc(project, "plots", "show", "-o", "plots_html")
     run([sys.executable, "-m", "review.render_plots", "plots_html/index.html", "plots.png"], project)
@@ -143,3 +158,15 @@ def test_plots_diff_shows_both_revisions(project, first_repro):
     specs = json.loads(dvc(project, "plots", "diff", "HEAD~1", "--json").stdout)["data"]
     revs = {r["rev"] for r in specs["metrics/scores_plot.json"][0]["content"]["data"]["values"]}
     assert revs == {"HEAD~1", "workspace"}
+
+
+def test_missing_chromium_skips_with_the_reason_except_under_ci(monkeypatch, tmp_path):
+    from review.render_plots import RenderError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no chromium on PATH.*make setup"):
+        chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(RenderError, match="no chromium on PATH"):
+        chromium_or_skip()
