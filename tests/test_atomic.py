@@ -54,6 +54,7 @@ def test_sigkilled_split_leaves_outputs_intact_and_its_litter_is_cleared(tmp_pat
     write_jsonl(generate(200, seed=3), tmp_path / "data.jsonl")
     params = read_yaml((ROOT / "params.yaml").read_text())
     params["data"].update(source="file", file=str(tmp_path / "data.jsonl"))
+    params["split"]["strategy"] = "stratified"  # the sample has no source splits
     from ruamel.yaml import YAML
 
     YAML(typ="safe").dump(params, tmp_path / "params.yaml")

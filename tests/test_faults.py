@@ -265,6 +265,7 @@ def split_project(folder: Path) -> Path:
     write_jsonl(generate(200, seed=3), folder / "data.jsonl")
     params = read_yaml((ROOT / "params.yaml").read_text())
     params["data"].update(source="file", file=str(folder / "data.jsonl"))
+    params["split"]["strategy"] = "stratified"  # the sample has no source splits
     YAML(typ="safe").dump(params, folder / "params.yaml")
     return folder
 
