@@ -21,8 +21,8 @@ import pandas as pd
 
 from stages import cli, sources
 from stages.atomic import atomic_path, write_json
-from stages.params import SPLITS, SplitFractions, load_params
 from stages.errors import DataError
+from stages.params import SPLITS, SplitFractions, load_params
 from stages.sources import dialogue_key
 
 log = logging.getLogger(__name__)

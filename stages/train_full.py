@@ -1,4 +1,5 @@
-"""train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full`` + ``metrics/train_full.json``.
+"""train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full``
++ ``metrics/train_full.json``.
 
 Reads params ``seed``, ``paths``, ``model``, ``full``, ``train``, ``tracking``.
 
