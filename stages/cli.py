@@ -71,7 +71,10 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        guard = Guard(params_file, sections) if sections and os.path.isfile(params_file) else None
+        # Under torchrun only the first process (RANK 0) writes outputs; the others have nothing
+        # to guard, and would see rank 0's finished outputs as data changed under them.
+        first = os.environ.get("RANK", "0") == "0"
+        guard = Guard(params_file, sections) if first and sections and os.path.isfile(params_file) else None
         _guard = guard
         with atomic.transaction(guard.check if guard else None):
             body()

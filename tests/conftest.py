@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,19 +88,31 @@ def commit(folder: Path, message: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory) -> Path:
+def built_project(request, tmp_path_factory) -> Path:
     """One project after a full `dvc repro`, committed: read it, never change it (copy it with
-    ``copy_project``). A whole run costs about a minute on 2 cores; sharing it saves several."""
-    project = make_project(tmp_path_factory.mktemp("built"))
-    dvc(project, "repro")
-    commit(project, "first run")
+    ``copy_project``). A whole run costs about a minute on 2 cores; sharing it saves several.
+
+    Under pytest-xdist each worker is a session of its own: the first worker to ask builds the
+    project in the run's shared temporary folder, under a file lock, and the others wait for it
+    and share it."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # an xdist worker: its basetemp is per worker
+        shared = shared.parent
+    project, done = shared / "built", shared / "built.done"
+    with FileLock(str(shared / "built.lock")):
+        if not done.exists():
+            shutil.rmtree(project, ignore_errors=True)
+            make_project(project)
+            dvc(project, "repro")
+            commit(project, "first run")
+            done.touch()
     return project
 
 
 def copy_project(built: Path, folder: Path) -> Path:
     """A private copy of a built project: git history, DVC cache, outputs and all."""
-    import shutil
-
     shutil.copytree(built, folder, symlinks=True)
     return folder
 

@@ -66,19 +66,18 @@ def test_checkpoints_of_other_params_are_cleared(tmp_path):
     (folder / "checkpoint-10" / "trainer_state.json").write_text("{}")
     (folder / FINGERPRINT).write_text(json.dumps({"fingerprint": "old"}))
     prepare_checkpoints(folder, "new")
-    assert newest_checkpoint(folder) is None
+    assert newest_checkpoint(folder, max_steps=100) is None
     assert not (folder / "checkpoint-10").exists()
     assert json.loads((folder / FINGERPRINT).read_text()) == {"fingerprint": "new"}
 
 
-def test_newest_complete_checkpoint_is_resumed(tmp_path):
+def test_checkpoints_cut_short_are_set_aside(tmp_path):
+    """A checkpoint without trainer_state.json (the Trainer writes it last), or with a truncated
+    one, is never resumed from: it is moved out of the way, and nothing older is left to use."""
     folder = tmp_path / "checkpoints"
-    folder.mkdir()
-    (folder / FINGERPRINT).write_text(json.dumps({"fingerprint": "same"}))
-    states = {10: "{}", 20: "{}", 30: '{"log_history": [', 40: None}  # 30, 40 were cut short
-    for step, state in states.items():
-        (folder / f"checkpoint-{step}").mkdir()
+    for step, state in {30: '{"log_history": [', 40: None}.items():
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
         if state is not None:
             (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
-    prepare_checkpoints(folder, "same")
-    assert newest_checkpoint(folder) == folder / "checkpoint-20"
+    assert newest_checkpoint(folder, max_steps=100) is None
+    assert sorted(p.name for p in (folder / "set-aside").iterdir()) == ["checkpoint-30", "checkpoint-40"]
