@@ -28,7 +28,7 @@ def test_demo_params_are_the_recipe_with_stated_overrides():
     overridden = read_yaml((ROOT / "demo" / "params.yaml").read_text())
     assert merged.lora == recipe.lora  # the demo trains the recipe's LoRA, not another one
     assert merged.model.name == "demo/tiny-t5" and merged.data.source == "file"
-    assert recipe.finetunes == ["lora"] and merged.finetunes == ["lora", "full"]  # full: demo only
+    assert merged.finetunes == ["lora"]  # base vs LoRA by default; the full fine-tune is a switch
     for section, values in overridden.items():
         if not isinstance(values, dict):
             continue
@@ -47,10 +47,29 @@ def test_committed_tiny_model_matches_its_pin_and_shape():
 
 
 def test_tiny_model_script_is_deterministic(tmp_path):
-    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300"]
+    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300", "--objective", "mix"]
     make_tiny_t5.main([*args, "--out", str(tmp_path / "a")])
     make_tiny_t5.main([*args, "--out", str(tmp_path / "b")])
     assert modeling.folder_hash(tmp_path / "a") == modeling.folder_hash(tmp_path / "b")
+
+
+def test_text_infill_masks_spans_with_one_token_and_asks_for_the_whole_text():
+    import random
+
+    ids, mask, eos = list(range(10, 110)), 5, 1
+    source, target = make_tiny_t5.text_infill(ids, random.Random(0), mask, eos, noise=0.3)
+    assert target == ids + [eos]  # the decoder writes the whole input back: it learns to copy
+    assert source[-1] == eos and mask in source
+    kept = [t for t in source[:-1] if t != mask]
+    assert kept == sorted(kept) and set(kept) <= set(ids)  # what is left stays in order
+    assert all(not (a == b == mask) for a, b in zip(source, source[1:]))  # one mask per span
+    assert 60 <= len(kept) <= 75  # about 30 % of the tokens masked
+
+
+def test_tiny_model_pretrains_on_dialogues_only():
+    dialogues = make_tiny_t5.corpus(40, 1234)
+    sample = {json.loads(line)["dialogue"] for line in (ROOT / "data/sample/dialogsum_sample.jsonl").open()}
+    assert dialogues and not sample & set(dialogues)  # another seed: none of the demo's data
 
 
 def test_tiny_tokenizer_keeps_every_character_of_the_sample():
