@@ -10,9 +10,9 @@ Writes ``<out>/gpu.json`` (``gpu-tiny.json`` with ``--tiny``) and prints a table
   from ``add_lora`` with params.yaml's ``lora``), batch ``train.batch_size`` (32), under bf16
   autocast with fp32 weights, which is what the Trainer's ``bf16=True`` does.
 - Inference: ``stages.infer.generate`` on the merged model, batch ``generate.batch_size`` (32),
-  exactly ``generate.max_new_tokens`` (200) new tokens per dialogue. Twice: with fp32 weights,
-  as the infer stage loads the model today, and with bf16 weights. A one-at-a-time loop on a few
-  dialogues gives the batching ratio on this card.
+  exactly ``generate.max_new_tokens`` (200) new tokens per dialogue. Twice: with fp32 weights
+  (the infer stage with ``generate.bf16: false``) and with bf16 weights (its ``auto`` on a GPU
+  with bf16). A one-at-a-time loop on a few dialogues gives the batching ratio on this card.
 
 MFU = model FLOPs / (seconds x the card's dense bf16 peak). Model FLOPs count real tokens only
 (padding is waste, not work) and the weights each token passes through, embeddings excluded
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 SEED = 42
 
 # Dense bf16 peak FLOP/s by device name (first match wins: "H100 PCIe" before "H100").
-PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
+# H200: the bf16 matmul rate measured on our H200 (../shared/FACTS.md), below the datasheet's 989.
+PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 790e12), ("A100", 312e12))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +178,7 @@ def run(tiny: bool) -> dict:
     merged = inference.merged_copy(model)
     del model
     infer = {}
-    for dtype in (torch.float32, torch.bfloat16):  # fp32: the infer stage today; bf16: suggested
+    for dtype in (torch.float32, torch.bfloat16):  # generate.bf16: false, and auto on a bf16 GPU
         log.info("inference, %s weights", dtype)
         result = bench_inference(merged, tokenizer, dialogues, params, w, device, peak, dtype)
         infer[result["dtype"]] = result
@@ -185,8 +186,9 @@ def run(tiny: bool) -> dict:
             "peak_bf16_flops": peak, "workload": dataclasses.asdict(w),
             "parameters": sum(p.numel() for p in merged.parameters()),
             "training_bf16_autocast": train, "inference": infer, "one_at_a_time_fp32": loop,
-            "ratios": {"inference_fp32_vs_one_at_a_time": infer["float32"]["dialogues_per_s"] / loop["dialogues_per_s"],
-                       "inference_bf16_vs_fp32": infer["bfloat16"]["dialogues_per_s"] / infer["float32"]["dialogues_per_s"]}}
+            "ratios": {
+                "inference_fp32_vs_one_at_a_time": infer["float32"]["dialogues_per_s"] / loop["dialogues_per_s"],
+                "inference_bf16_vs_fp32": infer["bfloat16"]["dialogues_per_s"] / infer["float32"]["dialogues_per_s"]}}
 
 
 def table(results: dict) -> str:
@@ -200,11 +202,13 @@ def table(results: dict) -> str:
              f"| training, bf16 autocast, batch {t['batch_size']} | {t['samples_per_s']:.1f} samples/s | "
              f"{t['tokens_per_s']:,.0f} | {t['peak_memory_mb']:,.0f} MB | {t['model_tflops']:.2f} | {pct(t['mfu'])} |"]
     for dtype, r in results["inference"].items():
-        lines.append(f"| inference, {dtype} weights, batch {r['batch_size']} | {r['dialogues_per_s']:.2f} dialogues/s | "
+        lines.append(f"| inference, {dtype} weights, batch {r['batch_size']} | "
+                     f"{r['dialogues_per_s']:.2f} dialogues/s | "
                      f"{r['generated_tokens_per_s']:,.0f} generated | {r['peak_memory_mb']:,.0f} MB | "
                      f"{r['model_tflops']:.2f} | {pct(r['mfu'])} |")
     loop = results["one_at_a_time_fp32"]
-    lines += [f"| one at a time, fp32 ({loop['dialogues']} dialogues) | {loop['dialogues_per_s']:.2f} dialogues/s | | | | |",
+    lines += [f"| one at a time, fp32 ({loop['dialogues']} dialogues) | "
+              f"{loop['dialogues_per_s']:.2f} dialogues/s | | | | |",
               "", "Ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in results["ratios"].items())]
     return "\n".join(lines) + "\n"
 

@@ -83,7 +83,8 @@ def markdown(results: dict) -> str:
     for t in results["targets"]:
         met = {True: "yes", False: "**no**", None: "skipped"}[t["met"]]
         value = "-" if t["value"] is None else t["value"]
-        lines.append(f"| {t['target']} | {value} | {t['goal']} | {met}{' (' + t['note'] + ')' if 'note' in t else ''} |")
+        note = f" ({t['note']})" if "note" in t else ""
+        lines.append(f"| {t['target']} | {value} | {t['goal']} | {met}{note} |")
     check = results["training"]["loss_check"]
     agree = results["inference"]["agreement"]
     lines += ["",

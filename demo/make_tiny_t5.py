@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import random
+import string
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("\n", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    alphabet = sorted({c for t in texts for c in t if not c.isspace()})
+    # Every printable ASCII character too: the pretraining text has no summaries, and summaries
+    # use a few characters dialogues never do (';'), which would otherwise become <unk>.
+    alphabet = sorted({c for t in texts for c in t if not c.isspace()} | set(string.printable.strip()))
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, unk_token="<unk>",
                                       initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(texts, trainer)
@@ -78,7 +81,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 def _round_scores(tok):
     """The Unigram trainer works in hash-map order, which Rust randomises per process: the last
     bits of the scores change run to run, and characters it saw too rarely to score get the
-    lowest scores, 1e-4 apart, in random order. Pieces sorted by rounded score, then by name,
+    lowest scores, 1e-4 apart, in random order. Pieces sorted by score, near-tied ones by name,
     given the sorted scores in turn, make the tokenizer (and the model trained on it)
     reproducible."""
     from tokenizers import Tokenizer
@@ -86,8 +89,15 @@ def _round_scores(tok):
     spec = json.loads(tok.to_str())
     vocab = spec["model"]["vocab"]
     special, pieces = vocab[: len(SPECIAL)], vocab[len(SPECIAL):]
-    scores = sorted((round(s, 6) for _, s in pieces), reverse=True)
-    names = [p for p, _ in sorted(pieces, key=lambda ps: (-round(ps[1], 2), ps[0]))]
+    pieces = sorted(pieces, key=lambda ps: -ps[1])
+    scores = [round(s, 6) for _, s in pieces]
+    # Near-tied pieces (scores < 1e-3 apart, chained) form one group, ordered by name: rounding
+    # to fixed decimals would split such a band at a rounding boundary that differs run to run.
+    group, groups = 0, []
+    for i, (_, score) in enumerate(pieces):
+        group += i > 0 and pieces[i - 1][1] - score >= 1e-3
+        groups.append(group)
+    names = [p for _, p in sorted(zip(groups, (p for p, _ in pieces)))]
     spec["model"]["vocab"] = special + [[p, s] for p, s in zip(names, scores)]
     return Tokenizer.from_str(json.dumps(spec))
 

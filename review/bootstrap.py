@@ -14,6 +14,12 @@ Machine Translation Evaluation").
 
 Both draw the same resamples for the same seed and dialogue count, so every metric in one
 comparison is judged on the same draws.
+
+Why not sacrebleu's own ``sacrebleu.significance.PairedTest``: it tests sacrebleu's metrics only
+(not ROUGE), reports each system's interval and a p-value rather than the interval of the
+difference B - A, draws its own resamples per metric, and takes its seed from an environment
+variable. The BLEU parts here use sacrebleu's public pieces (sentence statistics,
+``BLEU.compute_bleu``), so the numbers are sacrebleu's.
 """
 
 from __future__ import annotations
@@ -78,25 +84,37 @@ def paired_mean(scores_a: Sequence[float], scores_b: Sequence[float], resamples:
 
 
 def bleu_statistics(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
-    """sacrebleu's per-dialogue sufficient statistics: (dialogues, 2 + 2 x 4) ints.
+    """sacrebleu's per-dialogue sufficient statistics: (dialogues, 2 + 2 x 4) numbers, laid out
+    as sacrebleu lays them out: hypothesis length, closest reference length, matching n-grams
+    (n = 1..4), hypothesis n-grams (n = 1..4).
 
-    Same metric settings as ``sacrebleu.corpus_bleu`` (and ``stages/text_metrics.py``); a
-    dialogue with fewer references gets ``None`` slots, which sacrebleu skips. The statistics
-    method is private but is what sacrebleu's own significance tests use.
+    Read from the public ``BLEU.sentence_score`` result (its counts do not depend on smoothing),
+    with the tokenizer and settings of ``sacrebleu.corpus_bleu`` (and ``stages/text_metrics.py``),
+    each dialogue against all of its own references.
     """
     import sacrebleu
 
-    width = max(len(r) for r in references)
-    streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(width)]
-    return np.asarray(sacrebleu.BLEU()._extract_corpus_statistics(list(predictions), streams))
+    metric = sacrebleu.BLEU(effective_order=True)  # sentence level; changes the score, not the counts
+    rows = []
+    for prediction, refs in zip(predictions, references):
+        s = metric.sentence_score(prediction, list(refs))
+        rows.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
+    return np.asarray(rows)
 
 
 def corpus_bleu_from_statistics(statistics: np.ndarray) -> np.ndarray:
-    """Corpus BLEU (0-100) of each row of summed statistics: (k, 10) -> (k,)."""
+    """Corpus BLEU (0-100) of each row of summed statistics: (k, 10) -> (k,), with the settings
+    of ``sacrebleu.corpus_bleu`` (exponential smoothing, 4-grams)."""
     import sacrebleu
 
     metric = sacrebleu.BLEU()
-    return np.array([metric._compute_score_from_stats(row.tolist()).score for row in statistics])
+    order = metric.max_ngram_order
+    return np.array([
+        metric.compute_bleu(correct=row[2:2 + order].tolist(), total=row[2 + order:].tolist(),
+                            sys_len=int(row[0]), ref_len=int(row[1]), smooth_method=metric.smooth_method,
+                            smooth_value=metric.smooth_value, effective_order=metric.effective_order,
+                            max_ngram_order=order).score
+        for row in statistics])
 
 
 def paired_corpus_bleu(predictions_a: Sequence[str], predictions_b: Sequence[str],

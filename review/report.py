@@ -31,16 +31,17 @@ from typing import TYPE_CHECKING
 from review import bootstrap
 from review.revisions import (Revision, ReviewError, metrics_diff, open_repo, params_diff, read_jsonl,
                               resolve, revision_params)
-from stages.score import METRIC_LABELS
+from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
     from stages.params import Paths
 
-# stages.text_metrics.ROUGE_TYPES, not imported: that module loads datasets and evaluate.
-ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-SCORES = {**METRIC_LABELS, "gen_len": "gen_len"}
+FOUR_DECIMALS = (*ROUGE_TYPES, SHUFFLED)
+# rougeL_shuffled: ROUGE-L against another dialogue's references (stages/score.py); the gap to
+# ROUGE-L is what a model earns by reading its dialogue.
+SCORES = {**METRIC_LABELS, SHUFFLED: "ROUGE-L shuffled", "gen_len": "gen_len"}
 TRAIN_COST = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
               "trainable_params", "weights_mb")
 INFER_COST = ("wall_time_s", "dialogues_per_second", "generated_tokens_per_second", "peak_memory_mb")
@@ -70,7 +71,7 @@ def load_side(repo: Repo, paths: Paths, revision: Revision) -> Side:
     scores = {row["id"]: row for row in read_jsonl(repo, paths.per_dialogue, revision)}
     first = next(iter(scores.values()), {})
     variants = ordered({key.split(".", 1)[0] for key in first if key != "id"})
-    predictions = {v: {row["id"]: row for row in read_jsonl(repo, f"{paths.predictions}/{v}.jsonl", revision)}
+    predictions = {v: {row["id"]: row for row in read_jsonl(repo, str(paths.predictions_file(v)), revision)}
                    for v in variants}
     return Side(revision, scores, predictions)
 
@@ -84,7 +85,7 @@ def number(value: object, key: str) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:,.4f}" if key in ROUGE else f"{value:,.2f}"
+    return f"{value:,.4f}" if key in FOUR_DECIMALS else f"{value:,.2f}"
 
 
 def signed(value: float | None, key: str) -> str:
@@ -120,29 +121,36 @@ def metric_table(title: str, group: str, rows: list[tuple[str, str, dict]], old:
     return [*lines, ""]
 
 
-def score_rows(diff: dict, metrics_dir: str) -> list[tuple[str, str, dict]]:
-    scores = diff.get(f"{metrics_dir}/scores.json", {})
+def score_rows(diff: dict, paths: Paths) -> list[tuple[str, str, dict]]:
+    scores = diff.get(str(paths.scores()), {})
     variants = ordered({key.split(".", 1)[0] for key in scores})
     return [(v, key, scores.get(f"{v}.{key}", {})) for v in variants for key in SCORES]
 
 
-def cost_rows(diff: dict, metrics_dir: str, variants: list[str]) -> list[tuple[str, str, dict]]:
+def cost_rows(diff: dict, paths: Paths, variants: list[str]) -> list[tuple[str, str, dict]]:
     rows = []
     for v in variants:
         if v != BASE:
-            train = diff.get(f"{metrics_dir}/train_{v}.json", {})
-            rows += [(f"train@{v}", key, train.get(key, {})) for key in TRAIN_COST]
+            train = diff.get(str(paths.train_metrics(v)), {})
+            rows += [(stage_name("train", v), key, train.get(key, {})) for key in TRAIN_COST]
     for v in variants:
-        infer = diff.get(f"{metrics_dir}/infer_{v}.json", {})
-        rows += [("infer_base" if v == BASE else f"infer@{v}", key, infer.get(key, {})) for key in INFER_COST]
+        infer = diff.get(str(paths.infer_metrics(v)), {})
+        rows += [(stage_name("infer", v), key, infer.get(key, {})) for key in INFER_COST]
     return rows
 
 
-def check_scores(diff: dict, metrics_dir: str, old: Revision, new: Revision) -> None:
-    scores = diff.get(f"{metrics_dir}/scores.json", {}).values()
+def stage_name(kind: str, variant: str) -> str:
+    """dvc.yaml's name of a variant's train or infer stage."""
+    if kind == "train":
+        return "train_lora" if variant == "lora" else f"train_baseline@{variant}"
+    return f"infer@{variant}" if variant in (BASE, "lora") else f"infer_baseline@{variant}"
+
+
+def check_scores(diff: dict, paths: Paths, old: Revision, new: Revision) -> None:
+    scores = diff.get(str(paths.scores()), {}).values()
     for side, revision in (("old", old), ("new", new)):
         if not any(change.get(side) is not None for change in scores):
-            raise ReviewError(f"{revision.label} has no {metrics_dir}/scores.json: run `dvc repro` there "
+            raise ReviewError(f"{revision.label} has no {paths.scores()}: run `dvc repro` there "
                               f"(and commit it), or `dvc pull` it")
 
 
@@ -153,7 +161,7 @@ def compare(ids: list[str], a: Side, a_variant: str, b: Side, b_variant: str, re
     """``b_variant`` of ``b`` against ``a_variant`` of ``a`` on the dialogues ``ids``."""
     result = {key: bootstrap.paired_mean([a.scores[i][f"{a_variant}.{key}"] for i in ids],
                                          [b.scores[i][f"{b_variant}.{key}"] for i in ids], resamples, seed)
-              for key in ROUGE}
+              for key in ROUGE_TYPES}
     result["bleu"] = bootstrap.paired_corpus_bleu(
         [a.predictions[a_variant][i]["prediction"] for i in ids],
         [b.predictions[b_variant][i]["prediction"] for i in ids],
@@ -249,13 +257,13 @@ def build_report(repo: Repo, old: Revision, new: Revision, resamples: int | None
     seed = settings.bootstrap_seed if seed is None else seed
     examples = settings.examples if examples is None else examples
     diff = metrics_diff(repo, old, new)
-    check_scores(diff, paths.metrics, old, new)
+    check_scores(diff, paths, old, new)
     old_side, new_side = load_side(repo, paths, old), load_side(repo, paths, new)
     short = {r.label: f" ({r.sha[:7]})" if r.sha else "" for r in (old, new)}
     lines = [f"## Review: `{old.label}`{short[old.label]} → `{new.label}`{short[new.label]}", "",
              *params_section(params_diff(repo, old, new)),
-             *metric_table("Scores (test set)", "variant", score_rows(diff, paths.metrics), old, new),
-             *metric_table("Cost", "stage", cost_rows(diff, paths.metrics, new_side.variants), old, new),
+             *metric_table("Scores (test set)", "variant", score_rows(diff, paths), old, new),
+             *metric_table("Cost", "stage", cost_rows(diff, paths, new_side.variants), old, new),
              *significance_section(old_side, new_side, resamples, seed),
              *examples_section(old_side, new_side, examples)]
     return "\n".join(lines).rstrip() + "\n"

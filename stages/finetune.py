@@ -1,6 +1,6 @@
 """What the fine-tuning stages share: the Trainer set-up, resumable checkpoints and cost figures.
 
-``train@lora`` (``stages/train_lora.py``) and ``train@full`` (``stages/train_full.py``) differ only
+``train_lora`` (``stages/train_lora.py``) and ``train_baseline@full`` (``stages/train_full.py``) differ only
 in which weights train, their learning rate and what they save; everything else is here, so the
 two variants are compared under the same data, schedule, batch, early stopping and evaluation.
 

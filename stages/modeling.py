@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stages.errors import DataError, ModelError
-from stages.params import Model
-from stages.sources import resolve_hub
+from stages import hub as hub_client
+from stages.errors import ModelError
+from stages.params import Hub, Model
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ def folder_hash(folder: Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def resolve(model: Model) -> ResolvedModel:
+def resolve(model: Model, hub: Hub) -> ResolvedModel:
+    """The model's local folder and pin: a local folder checked against its hash, or the hub
+    snapshot at ``model.revision`` (only the files loading reads, see stages.hub)."""
     local = Path(model.name)
     if local.is_dir():
         actual = folder_hash(local)
@@ -56,10 +59,11 @@ def resolve(model: Model) -> ResolvedModel:
         raise ModelError(f"model.revision: {model.name} is not a local folder, so it is a hub id "
                          "and needs a commit id to pin")
     try:
-        folder, commit = resolve_hub(model.name, model.revision, "model")
-    except DataError as exc:
-        raise ModelError(f"model.name: {exc}") from None
-    return ResolvedModel(folder, commit)
+        hub_client.require_commit("model.revision", model.name, model.revision)
+        folder = hub_client.download(model.name, model.revision, "model", hub, "model.revision")
+    except hub_client.HubError as exc:
+        raise ModelError(str(exc)) from None
+    return ResolvedModel(folder, folder.name)  # the snapshot folder is named after the commit
 
 
 def _refuse_pickle(folder: Path) -> None:
@@ -86,15 +90,19 @@ def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedMod
     )
 
 
-def load_variant(folder: Path, variant: str, trained: Path, merge: bool) -> PreTrainedModel:
+def load_variant(folder: Path, variant: str, trained: Path, merge: bool,
+                 dtype: torch.dtype | None = None) -> PreTrainedModel:
     """The model to generate with: the original (``base``, from ``folder``), base + the LoRA
-    adapter in ``trained`` (``lora``), or the fully fine-tuned model in ``trained`` (``full``).
+    adapter in ``trained`` (``lora``), or the fully fine-tuned model in ``trained`` (``full``),
+    cast to ``dtype`` when given (e.g. bf16 for generation on a GPU).
 
     Merging folds ``B @ A * alpha / r`` into the frozen weights, so generation runs at the base
-    model's speed; the outputs match the unmerged model up to float rounding (tested).
+    model's speed; the outputs match the unmerged model up to float rounding (tested). The merge
+    happens in the weights' own fp32 and the cast after it, so bf16 rounds the sum once.
     """
     if variant == "full":
-        return load_model(trained).eval()
+        model = load_model(trained)
+        return (model if dtype is None else model.to(dtype)).eval()
     model = load_model(folder)
     if variant == "lora":
         from peft import PeftModel
@@ -105,7 +113,7 @@ def load_variant(folder: Path, variant: str, trained: Path, merge: bool) -> PreT
             model = model.merge_and_unload()
     elif variant != "base":
         raise ModelError(f"unknown variant {variant!r}")
-    return model.eval()
+    return (model if dtype is None else model.to(dtype)).eval()
 
 
 def library_versions() -> dict[str, str]:
@@ -132,11 +140,12 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def use_bf16(setting: str | bool) -> bool:
-    """bf16 where the GPU supports it (``auto``); never fp16, where T5 overflows."""
+def use_bf16(setting: str | bool, key: str = "train.bf16") -> bool:
+    """bf16 where the GPU supports it (``auto``); never fp16, where T5 overflows. ``key`` names
+    the param in the error."""
     import torch
 
     supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if setting is True and not supported:
-        raise ModelError("train.bf16: true, but this machine has no GPU with bf16 support")
+        raise ModelError(f"{key}: true, but this machine has no GPU with bf16 support")
     return supported if setting == "auto" else bool(setting)

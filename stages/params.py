@@ -2,7 +2,8 @@
 
 Every key is required (defaults live in ``params.yaml``, never in code) and unknown keys are
 rejected, so a typo fails at once instead of silently falling back to a default. Errors name the
-file and the dotted key: ``params.yaml: lora.r: must be >= 1 (got 0)``.
+file and the dotted key: ``params.yaml: lora.r: Input should be greater than or equal to 1 (got 0)``
+(pydantic's wording, with the key and the value it got).
 
 ``python -m stages.params [FILE]`` validates a params file and prints it resolved; it imports
 no torch, so it is instant.
@@ -47,8 +48,18 @@ class Paths(_Section):
     per_dialogue: Text
     examples: Text
 
-    # Where each fine-tuned variant's files go; dvc.yaml spells the same patterns with ${item}
-    # (tests/test_dvc_yaml.py holds the two together).
+    # Every file a stage writes or reads from another stage, named here once. dvc.yaml spells the
+    # same paths with templating (${paths.metrics}/split.json, ${paths.models}/${item} ...);
+    # tests/test_dvc_yaml.py resolves dvc.yaml with DVC itself and holds the two together.
+    def split_file(self, split: str) -> Path:
+        return Path(self.split) / f"{split}.parquet"
+
+    def split_metrics(self) -> Path:
+        return Path(self.metrics) / "split.json"
+
+    def tokenize_metrics(self) -> Path:
+        return Path(self.metrics) / "tokenize.json"
+
     def model_dir(self, variant: str) -> Path:
         return Path(self.models) / variant
 
@@ -61,6 +72,18 @@ class Paths(_Section):
     def train_metrics(self, variant: str) -> Path:
         return Path(self.metrics) / f"train_{variant}.json"
 
+    def predictions_file(self, variant: str) -> Path:
+        return Path(self.predictions) / f"{variant}.jsonl"
+
+    def infer_metrics(self, variant: str) -> Path:
+        return Path(self.metrics) / f"infer_{variant}.json"
+
+    def scores(self) -> Path:
+        return Path(self.metrics) / "scores.json"
+
+    def scores_plot(self) -> Path:
+        return Path(self.metrics) / "scores_plot.json"
+
 
 class Model(_Section):
     name: Text  # a hub id, or a local folder saved with save_pretrained
@@ -71,15 +94,23 @@ class Columns(_Section):
     id: Text
     dialogue: Text
     summary: Text
-    topic: Text
+    topic: Text | None  # null: the source has no topic; stratification falls back to a plain split
 
 
 class Data(_Section):
     source: Literal["hub", "file"]
     hub_id: Text
+    # A hub commit. Any text passes here so that params with a branch still validate (the demo
+    # reads a file and never uses it); stages.sources refuses a branch when it reads the hub.
     revision: Text
     file: Text
     columns: Columns
+
+
+class Hub(_Section):
+    # Seconds any one hub request may go without an answer. Not a dependency of any stage:
+    # it changes no output, only how long a dead network is waited for.
+    timeout_s: Annotated[float, Field(gt=0.0)]
 
 
 class SplitFractions(_Section):
@@ -158,6 +189,7 @@ class Generate(_Section):
     batch_size: PosInt
     merge_lora: bool
     processes: PosInt
+    bf16: Literal["auto", True, False]
 
 
 class Score(_Section):
@@ -178,12 +210,13 @@ class Tracking(_Section):
 
 class Params(_Section):
     seed: NonNegInt
-    # The fine-tuned variants: each trains (train@<v>), generates (infer@<v>) and is scored beside
-    # the base model. LoRA is what this project ships; full is the optional baseline.
-    finetunes: list[Literal["lora", "full"]]
+    # Baselines trained and scored beside the LoRA model (train_baseline@<v>, infer_baseline@<v>):
+    # "full" is the full fine-tune. Empty in the recipe; the demo and `-S 'baselines=[full]'` add it.
+    baselines: list[Literal["full"]]
     paths: Paths
     model: Model
     data: Data
+    hub: Hub
     split: Split
     prompt: Prompt
     lora: Lora
@@ -194,14 +227,17 @@ class Params(_Section):
     review: Review
     tracking: Tracking
 
-    @field_validator("finetunes")
+    @field_validator("baselines")
     @classmethod
-    def _lora_once(cls, finetunes: list[str]) -> list[str]:
-        if "lora" not in finetunes:
-            raise ValueError("must list lora, the model this project trains")
-        if len(set(finetunes)) != len(finetunes):
-            raise ValueError("lists a variant twice")
-        return finetunes
+    def _each_once(cls, baselines: list[str]) -> list[str]:
+        if len(set(baselines)) != len(baselines):
+            raise ValueError("lists a baseline twice")
+        return baselines
+
+    @property
+    def variants(self) -> list[str]:
+        """Every model the test set is run through and scored: the original, LoRA, the baselines."""
+        return ["base", "lora", *self.baselines]
 
 
 def _describe(error: dict) -> str:

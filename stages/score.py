@@ -1,14 +1,19 @@
 """score: ``{paths.predictions}/<variant>.jsonl`` -> ``metrics/scores.json``,
 ``metrics/scores_plot.json``, ``{paths.examples}``, ``{paths.per_dialogue}``.
 
-Reads params ``finetunes``, ``paths``, ``score``; scores ``base`` and every fine-tuned variant.
+Reads params ``seed``, ``baselines``, ``paths``, ``score``; scores ``base``, ``lora`` and every
+baseline.
 
-``scores.json`` holds ROUGE-1/2/L/Lsum (0-1) and BLEU (sacrebleu's 0-100) and the mean generated
-length per variant, so ``dvc metrics diff`` shows base and LoRA side by side. How each number is
-computed is documented in ``stages/text_metrics.py``. The per-dialogue scores are kept for
-significance tests; ``scores_plot.json`` is the same numbers as rows for ``dvc plots`` (ROUGE
-times 100, so that it shares BLEU's 0-100 axis); the examples file puts a few dialogues, their human summaries and each
-variant's output side by side for reading.
+``scores.json`` holds, per variant, ROUGE-1/2/L/Lsum (0-1), BLEU (sacrebleu's 0-100), the mean
+generated length and ``rougeL_shuffled``: ROUGE-L of each prediction against the references of
+*another* test dialogue (a fixed, seeded derangement). A model that ignores its input (the
+generic "#Person1# and #Person2# talk about..." summary) scores the same on both, so the gap
+``rougeL - rougeL_shuffled`` is the evidence that a model reads the dialogue; ROUGE alone rewards
+the generic shape of a summary. How each number is computed is documented in
+``stages/text_metrics.py``. The per-dialogue scores are kept for significance tests;
+``scores_plot.json`` is the same numbers as rows for ``dvc plots`` (ROUGE times 100, so that it
+shares BLEU's 0-100 axis); the examples file puts a few dialogues, their human summaries and
+each variant's output side by side for reading.
 """
 
 from __future__ import annotations
@@ -21,33 +26,35 @@ from stages import cli
 from stages.atomic import write_json, write_jsonl, write_text
 from stages.errors import DataError
 from stages.params import load_params
+from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED, derangement
 
 log = logging.getLogger(__name__)
 
 
-def read_predictions(folder: str, variant: str) -> list[dict]:
-    path = Path(folder) / f"{variant}.jsonl"
+def read_predictions(path: Path, variant: str) -> list[dict]:
     if not path.is_file():
-        stage = "infer_base" if variant == "base" else f"infer@{variant}"
+        stage = f"infer@{variant}" if variant in ("base", "lora") else f"infer_baseline@{variant}"
         raise DataError(f"{path}: no {variant} predictions (run `dvc repro {stage}`)")
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def score_variant(rows: list[dict], use_stemmer: bool) -> tuple[dict, dict]:
+def score_variant(rows: list[dict], use_stemmer: bool, seed: int) -> tuple[dict, dict]:
     """Summary scores (rounded for readable diffs) and per-dialogue scores."""
     from stages import text_metrics
 
-    result = text_metrics.score([r["prediction"] for r in rows], [r["references"] for r in rows],
-                                use_stemmer)
-    summary = {k: round(result[k], 6) for k in (*text_metrics.ROUGE_TYPES, "bleu")}
+    predictions, references = [r["prediction"] for r in rows], [r["references"] for r in rows]
+    result = text_metrics.score(predictions, references, use_stemmer)
+    summary = {k: round(result[k], 6) for k in (*ROUGE_TYPES, "bleu")}
     summary["gen_len"] = round(sum(r["gen_tokens"] for r in rows) / len(rows), 3)
+    if len(rows) > 1:
+        others = [references[j] for j in derangement(len(rows), seed)]
+        shuffled = text_metrics.Rouge(keep_in_memory=True).compute(
+            predictions=predictions, references=others, use_stemmer=use_stemmer)
+        summary[SHUFFLED] = round(shuffled["rougeL"], 6)
+    else:  # one test dialogue has no other dialogue to be compared with
+        summary[SHUFFLED] = None
     return summary, result["per_item"]
-
-
-# How scores.json's keys are named for people: in the plot and in the review report.
-METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
-                 "bleu": "BLEU"}
 
 
 def plot_rows(scores: dict[str, dict]) -> list[dict]:
@@ -74,25 +81,24 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> None:
         params = load_params(args.params)
-        variants = ["base", *params.finetunes]
-        log.info("score params: %s variants=%s", params.score, variants)
-        by_variant = {v: read_predictions(params.paths.predictions, v) for v in variants}
+        paths, variants = params.paths, params.variants
+        log.info("score params: seed=%s %s variants=%s", params.seed, params.score, variants)
+        by_variant = {v: read_predictions(paths.predictions_file(v), v) for v in variants}
         ids = {v: [r["id"] for r in rows] for v, rows in by_variant.items()}
         if len({tuple(i) for i in ids.values()}) != 1:
             raise DataError(f"predictions of {', '.join(variants)} cover different dialogues: "
                             f"rerun their infer stages on the same test split")
         scores, per_item = {}, {}
         for variant, rows in by_variant.items():
-            scores[variant], per_item[variant] = score_variant(rows, params.score.use_stemmer)
+            scores[variant], per_item[variant] = score_variant(rows, params.score.use_stemmer, params.seed)
             log.info("%s: %s", variant, scores[variant])
-        first_ids = ids["base"]
-        write_jsonl(params.paths.per_dialogue, [
+        write_jsonl(paths.per_dialogue, [
             {"id": dialogue_id, **{f"{v}.{k}": per_item[v][k][i] for v in per_item for k in per_item[v]}}
-            for i, dialogue_id in enumerate(first_ids)
+            for i, dialogue_id in enumerate(ids["base"])
         ])
-        write_text(params.paths.examples, examples_markdown(by_variant, params.score.examples))
-        write_json(f"{params.paths.metrics}/scores_plot.json", plot_rows(scores))
-        write_json(f"{params.paths.metrics}/scores.json", scores)
+        write_text(paths.examples, examples_markdown(by_variant, params.score.examples))
+        write_json(paths.scores_plot(), plot_rows(scores))
+        write_json(paths.scores(), scores)
 
     cli.run(body)
 

@@ -4,6 +4,11 @@ Both paths return one pandas DataFrame with the columns ``id, dialogue, summary,
 ``source_split`` (the source's own split name, for ``split.strategy: source``), after checks
 that name the file and the column or row at fault. Reading and checking live here; splitting
 lives in the split stage.
+
+Files: csv, JSON Lines (``.jsonl``), JSON (``.json``: one array of objects, as SAMSum ships, or
+JSON Lines under that name) and parquet; a UTF-8 byte order mark is accepted in every text
+format. A source without topics maps ``data.columns.topic: null`` (topic then reads as "").
+Hub data sets: the data files of ``data.hub_id`` at the commit ``data.revision`` (stages.hub).
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages import hub as hub_client
 from stages.errors import DataError
-from stages.params import Data
+from stages.params import Data, Hub
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("id", "dialogue", "summary", "topic")
-FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
 def dialogue_key(text: str) -> str:
@@ -45,28 +51,16 @@ class Loaded:
     origin: str  # what exactly was read: a path, or hub id @ resolved commit
 
 
-def resolve_hub(repo_id: str, revision: str, repo_type: str) -> tuple[Path, str]:
-    """Download (or find in the local cache) a hub repo at ``revision``.
-
-    Returns the local snapshot folder and the commit it resolved to: the snapshot folder is
-    named after the commit, so a branch name like ``main`` is pinned in the metrics. Works with
-    ``HF_HUB_OFFLINE=1`` from the cache.
-    """
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type))
-    except Exception as exc:  # the hub client raises many kinds; all mean "cannot get it"
-        raise DataError(f"{repo_type} {repo_id}@{revision}: cannot be loaded: {exc}") from None
-    return folder, folder.name
-
-
-def load_hub(data: Data) -> Loaded:
-    """Every split of ``data.hub_id`` at ``data.revision``, as one frame."""
+def load_hub(data: Data, hub: Hub) -> Loaded:
+    """Every split of ``data.hub_id`` at the commit ``data.revision``, as one frame."""
     import datasets
 
-    folder, commit = resolve_hub(data.hub_id, data.revision, "dataset")
-    source = f"{data.hub_id}@{commit}"
+    try:
+        hub_client.require_commit("data.revision", data.hub_id, data.revision)
+        folder = hub_client.download(data.hub_id, data.revision, "dataset", hub, "data.revision")
+    except hub_client.HubError as exc:
+        raise DataError(str(exc)) from None
+    source = f"{data.hub_id}@{folder.name}"  # the snapshot folder is named after the commit
     splits = datasets.load_dataset(str(folder))
     frames = []
     for name, split in splits.items():
@@ -101,10 +95,13 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
         if fmt == "parquet":
             # nullable dtypes: an int column with a null would otherwise become float (1 -> "1.0")
             return pd.read_parquet(path, dtype_backend="numpy_nullable")
-        text = path.read_bytes().decode("utf-8")
+        # utf-8-sig: a byte order mark (Windows exports write one) is dropped, not read as text
+        text = path.read_bytes().decode("utf-8-sig")
         if fmt == "csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        return _read_jsonl(text)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        if fmt == "json" and text.lstrip().startswith("["):
+            return _read_json_array(text)
+        return _read_jsonl(text)  # .jsonl, or JSON Lines saved as .json
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (ValueError, OSError) as exc:  # pandas / pyarrow parse errors
@@ -130,14 +127,28 @@ def _read_jsonl(text: str) -> pd.DataFrame:
     return pd.DataFrame(rows, dtype=object)
 
 
+def _read_json_array(text: str) -> pd.DataFrame:
+    """One JSON array of objects (SAMSum's format), values kept as parsed, as for JSON Lines."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {exc.lineno}: {exc.msg}") from None
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise ValueError(f"item {bad}: not a JSON object")
+    return pd.DataFrame(rows, dtype=object)
+
+
 def _select_columns(frame: pd.DataFrame, data: Data, source: str) -> pd.DataFrame:
     """Rename the source's columns to ours (``data.columns``), keeping the source split if any."""
-    mapping = data.columns.model_dump()
+    mapping = {ours: col for ours, col in data.columns.model_dump().items() if col is not None}
     missing = [f"'{col}' (data.columns.{ours})" for ours, col in mapping.items() if col not in frame]
     if missing:
         found = ", ".join(map(str, frame.columns))
         raise DataError(f"{source}: missing column {', '.join(missing)}; found: {found}")
     selected = frame[list(mapping.values())].set_axis(list(mapping), axis=1)
+    if "topic" not in mapping:  # data.columns.topic: null
+        selected["topic"] = ""
     if "split" in frame and "split" not in mapping.values():
         selected["source_split"] = frame["split"].astype(str)
     return selected
@@ -175,6 +186,6 @@ def check(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, Cleaning]:
     return frame.reset_index(drop=True), cleaning
 
 
-def load(data: Data) -> Loaded:
+def load(data: Data, hub: Hub) -> Loaded:
     """The configured source, checked."""
-    return load_hub(data) if data.source == "hub" else load_file(data.file, data)
+    return load_hub(data, hub) if data.source == "hub" else load_file(data.file, data)

@@ -6,8 +6,10 @@ Rows that share a dialogue (DialogSum's test set has three human summaries per d
 one group and always land in the same split, so no test dialogue is ever trained on. With
 ``strategy: stratified`` the groups are re-split, balanced by topic: each topic is cut by the
 fractions on its own, and topics rarer than ``min_topic_size`` are pooled into one stratum
-(DialogSum has thousands of one-off topics, which cannot be cut in three). With
-``strategy: source`` the source's own splits are kept, to compare with published numbers.
+(DialogSum has thousands of one-off topics, which cannot be cut in three); a source without
+topics (``data.columns.topic: null``) is cut as one stratum, a plain seeded split, and
+``split.json`` says which (``stratified_by``). With ``strategy: source`` the source's own splits
+are kept (DialogSum's official test set), to compare with published numbers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from stages.sources import dialogue_key
 
 log = logging.getLogger(__name__)
 POOLED = "(pooled rare topics)"
+NO_TOPIC = "(no topic column)"
 
 
 def allocate(n: int, fractions: SplitFractions) -> list[int]:
@@ -37,13 +40,14 @@ def allocate(n: int, fractions: SplitFractions) -> list[int]:
 
 
 def stratified(frame: pd.DataFrame, fractions: SplitFractions, min_topic_size: int,
-               seed: int) -> tuple[pd.Series, int]:
-    """Split name per row, and how many topics were pooled."""
+               seed: int, by_topic: bool = True) -> tuple[pd.Series, int]:
+    """Split name per row, and how many topics were pooled. Without ``by_topic`` every dialogue
+    is in one stratum: a plain seeded split."""
     keys = frame["dialogue"].map(dialogue_key)
     groups = frame.assign(key=keys).groupby("key", sort=True)["topic"].first()
     sizes = groups.value_counts()
-    rare = sizes.index[sizes < min_topic_size]
-    strata = groups.where(~groups.isin(rare), POOLED)
+    rare = sizes.index[sizes < min_topic_size] if by_topic else sizes.index[:0]
+    strata = groups.where(~groups.isin(rare), POOLED) if by_topic else groups.map(lambda _: NO_TOPIC)
     rng = np.random.default_rng(seed)
     assigned: dict[str, str] = {}
     for _, members in strata.groupby(strata, sort=True):
@@ -54,10 +58,15 @@ def stratified(frame: pd.DataFrame, fractions: SplitFractions, min_topic_size: i
     return keys.map(assigned), len(rare)
 
 
-def from_source(frame: pd.DataFrame) -> pd.Series:
-    unknown = sorted(set(frame["source_split"]) - set(SPLITS))
+def from_source(frame: pd.DataFrame, origin: str) -> pd.Series:
+    found = set(frame["source_split"])
+    if found == {"all"}:  # stages.sources: a file without a split column
+        raise DataError(f"{origin}: split.strategy: source needs a column 'split' holding "
+                        f"{'/'.join(SPLITS)} for each row; this file has none (or use "
+                        "split.strategy: stratified)")
+    unknown = sorted(found - set(SPLITS))
     if unknown:
-        raise DataError(f"split.strategy: source needs the source's own {'/'.join(SPLITS)} splits; "
+        raise DataError(f"{origin}: split.strategy: source needs the source's own {'/'.join(SPLITS)} splits; "
                         f"found split(s) {', '.join(unknown)}")
     keys = frame["dialogue"].map(dialogue_key)
     leaking = keys.groupby(keys).transform(lambda k: frame.loc[k.index, "source_split"].nunique() > 1)
@@ -82,13 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     def body() -> None:
         params = load_params(args.params)
         log.info("split params: seed=%s %s data=%s", params.seed, params.split, params.data)
-        loaded = sources.load(params.data)
+        loaded = sources.load(params.data, params.hub)
         frame, pooled = loaded.frame, 0
+        by_topic = params.data.columns.topic is not None
         if params.split.strategy == "stratified":
             assignment, pooled = stratified(frame, params.split.fractions,
-                                            params.split.min_topic_size, params.seed)
+                                            params.split.min_topic_size, params.seed, by_topic)
+            stratified_by = "topic" if by_topic else "nothing (data.columns.topic: null)"
         else:
-            assignment = from_source(frame)
+            assignment, stratified_by = from_source(frame, loaded.origin), None
         counts = summarize(frame, assignment)
         empty = [name for name, c in counts.items() if c["rows"] == 0]
         if empty:
@@ -98,9 +109,12 @@ def main(argv: list[str] | None = None) -> None:
             out.mkdir()
             for name in SPLITS:
                 part = frame.loc[assignment == name, list(sources.COLUMNS)]
-                part.reset_index(drop=True).to_parquet(out / f"{name}.parquet", index=False)
-        write_json(f"{params.paths.metrics}/split.json", {
+                target = out / params.paths.split_file(name).name
+                part.reset_index(drop=True).to_parquet(target, index=False)
+        write_json(params.paths.split_metrics(), {
             **counts,
+            "strategy": params.split.strategy,
+            "stratified_by": stratified_by,
             "pooled_topics": pooled,
             "dropped_empty_rows": loaded.cleaning.empty_rows,
             "dropped_duplicate_rows": loaded.cleaning.duplicate_rows,

@@ -25,7 +25,8 @@ import re
 import datasets
 import evaluate
 
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+from stages.scoring import ROUGE_TYPES, reference_streams
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 _MULTI_REF = datasets.Features({
@@ -72,9 +73,7 @@ class Bleu(evaluate.Metric):
     def _compute(self, predictions, references) -> dict:
         import sacrebleu
 
-        width = max(len(r) for r in references)
-        streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(width)]
-        corpus = sacrebleu.corpus_bleu(list(predictions), streams)
+        corpus = sacrebleu.corpus_bleu(list(predictions), reference_streams(references))
         per_item = [sacrebleu.sentence_bleu(p, list(r)).score for p, r in zip(predictions, references)]
         return {"bleu": corpus.score, "per_item": per_item}
 

@@ -77,14 +77,14 @@ def main(argv: list[str] | None = None) -> None:
 
         params = load_params(args.params)
         log.info("tokenize params: model=%s prompt=%s", params.model, params.prompt)
-        tokenizer = modeling.load_tokenizer(modeling.resolve(params.model).folder)
+        tokenizer = modeling.load_tokenizer(modeling.resolve(params.model, params.hub).folder)
         splits, metrics = {}, {}
         for name in TOKENIZED_SPLITS:
-            frame = pd.read_parquet(f"{params.paths.split}/{name}.parquet")
+            frame = pd.read_parquet(params.paths.split_file(name))
             splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt)
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))
-        write_json(f"{params.paths.metrics}/tokenize.json", metrics)
+        write_json(params.paths.tokenize_metrics(), metrics)
         log.info("tokenized: %s", metrics)
 
     cli.run(body)

@@ -1,11 +1,11 @@
-"""train@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full`` + ``metrics/train_full.json``.
+"""train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full`` + ``metrics/train_full.json``.
 
 Reads params ``seed``, ``paths``, ``model``, ``full``, ``train``, ``tracking``.
 
 The baseline LoRA is measured against, as in the reference article: every weight of the base
 model trains, at ``full.learning_rate`` (far below LoRA's: full fine-tuning at LoRA's 1e-3 would
 wreck the pretrained weights), on the same data, schedule, batch and early stopping
-(``stages/finetune.py``). It only runs when params.yaml's ``finetunes`` lists ``full``: it
+(``stages/finetune.py``). It only runs when params.yaml's ``baselines`` lists ``full``: it
 costs several times LoRA's GPU memory and a full model's disk per run.
 """
 
@@ -29,7 +29,7 @@ def train(params: Params) -> dict | None:
     """Train every weight, save the model, and return the training metrics (``None`` on ranks > 0)."""
     import torch
 
-    resolved = modeling.resolve(params.model)
+    resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
     model = modeling.load_model(resolved.folder, params.train.dropout_rate)
     model.accepts_loss_kwargs = False  # see stages/train_lora.py: T5 ignores num_items_in_batch

@@ -1,4 +1,4 @@
-"""train@lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``.
+"""train_lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``.
 
 Reads params ``seed``, ``paths``, ``model``, ``lora``, ``train``, ``tracking``.
 
@@ -55,7 +55,7 @@ def save_adapter(model, folder: Path) -> None:
 
 def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
-    resolved = modeling.resolve(params.model)
+    resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
     model = add_lora(modeling.load_model(resolved.folder, params.train.dropout_rate),
                      params.lora, params.seed)

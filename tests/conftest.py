@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return run([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` (or `dvc exp run`) output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
@@ -55,17 +61,17 @@ def tiny_model() -> Path:
 FEW_STEPS = {"max_steps": 20, "eval_steps": 10, "logging_steps": 5, "warmup_steps": 2}
 
 
-def make_project(folder: Path, finetunes: tuple[str, ...] = ("lora",), **sections: dict) -> Path:
+def make_project(folder: Path, baselines: tuple[str, ...] = (), **sections: dict) -> Path:
     """A git repo holding a copy of the project with the demo's params, cut to a few steps.
 
-    Only LoRA is fine-tuned unless ``finetunes`` says otherwise (the demo's full fine-tune would
-    double most tests' training time). ``sections`` update params sections, e.g.
+    Only LoRA is fine-tuned unless ``baselines`` says otherwise (the full fine-tune would double
+    most tests' training time). ``sections`` update params sections, e.g.
     ``train={"max_steps": 30}``.
     """
     from demo.run import demo_params, sync
 
     params = demo_params()
-    params["finetunes"] = list(finetunes)
+    params["baselines"] = list(baselines)
     params["train"].update(FEW_STEPS)
     params["generate"].update(max_new_tokens=24)
     for name, values in sections.items():

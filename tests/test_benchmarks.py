@@ -8,7 +8,6 @@ import pytest
 
 from benchmarks import gpu, inference, overhead, report, run, synthetic, training
 from stages.params import load_params
-
 from tests.conftest import ROOT
 
 
@@ -142,7 +141,7 @@ def test_dvc_noop_is_skipped_where_the_pipeline_never_ran(tmp_path):
 def test_peak_flops_by_device_name():
     assert gpu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert gpu.peak_flops("NVIDIA H100 PCIe") == 756e12
-    assert gpu.peak_flops("NVIDIA H200") == 989e12
+    assert gpu.peak_flops("NVIDIA H200") == 790e12
     assert gpu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
     assert gpu.peak_flops("Tesla T4") is None
 
@@ -158,3 +157,33 @@ def test_gpu_benchmark_tiny_runs_on_cpu(tmp_path, monkeypatch, capsys):
     assert set(results["inference"]) == {"float32", "bfloat16"}
     assert results["ratios"]["inference_fp32_vs_one_at_a_time"] > 0
     assert "| MFU |" in capsys.readouterr().out
+
+
+def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypatch, capsys):
+    """The GPU rehearsal's --tiny mode: the real `dvc repro` in a scratch project with synthetic
+    DialogSum-shaped data and a random tiny model, then the LoRA model in fp32 outside DVC."""
+    from benchmarks import rehearsal
+    from stages.params import read_yaml
+
+    for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS"):  # main() sets them: undo after
+        monkeypatch.setenv(name, "1")
+    work = tmp_path / "work"
+    rehearsal.main(["--tiny", "--workdir", str(work), "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "rehearsal-tiny.json").read_text())
+    lock = read_yaml((work / "dvc.lock").read_text())
+    assert set(results["stages"]) == set(lock["stages"])  # every stage DVC ran, timed, whatever its name
+    assert all(s["wall_s"] > 0 for s in results["stages"].values())
+    train = results["training"]
+    assert train["steps"] == 4 and train["batch_size_settled"] == 8 and train["model_tflops"] > 0
+    assert train["mfu"] is None  # no bf16 peak for a CPU
+    assert train["stage"] in lock["stages"]
+    dtypes = {name: g["dtype"] for name, g in results["generation"].items()}
+    assert len(dtypes) == 3 and set(dtypes.values()) == {"float32"}  # auto on CPU is fp32, and the fp32 run
+    split = json.loads((work / "metrics" / "split.json").read_text())
+    assert (split["train"]["rows"], split["validation"]["rows"]) == (160, 24)
+    assert (split["test"]["rows"], split["test"]["dialogues"]) == (24, 8)  # three references each
+    test = __import__("pandas").read_parquet(work / "data" / "split" / "test.parquet")
+    assert test["id"].iloc[:3].tolist() == ["test_0_1", "test_0_2", "test_0_3"]
+    table = (tmp_path / "rehearsal-tiny.md").read_text()
+    assert "| train_lora |" in table or f"| {train['stage']} |" in table
+    assert "fp32 (outside DVC)" in table and table in capsys.readouterr().out

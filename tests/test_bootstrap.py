@@ -7,6 +7,7 @@ import pytest
 import sacrebleu
 
 from review import bootstrap
+from stages.scoring import reference_streams as streams
 
 SCORES = np.random.default_rng(7).uniform(0.1, 0.5, size=150)  # one system's ROUGE per dialogue
 
@@ -34,11 +35,6 @@ REFERENCES = [
      "#Person1# buys loafers in navy blue.", "Loafers for $120."],
     ["The doctor prescribes an ointment, twice a day for seven days, for the rash on the arm."],
 ]
-
-
-def streams(references: list[list[str]]) -> list[list[str | None]]:
-    width = max(len(r) for r in references)
-    return [[r[i] if i < len(r) else None for r in references] for i in range(width)]
 
 
 def test_identical_systems_are_not_significant():
@@ -115,12 +111,3 @@ def test_bleu_bootstrap_significance():
     assert result.low > 0 and result.significant
     same = bootstrap.paired_corpus_bleu(predictions, predictions, references, resamples=200, seed=0)
     assert same.diff == 0 and same.low == same.high == 0 and not same.significant
-
-
-def test_bleu_bootstrap_is_fast_enough():
-    import time
-
-    many = 38  # ~150 dialogues, 1000 resamples: seconds at most
-    started = time.perf_counter()
-    bootstrap.paired_corpus_bleu(PREDICTIONS * many, BETTER * many, REFERENCES * many, resamples=1000, seed=0)
-    assert time.perf_counter() - started < 10

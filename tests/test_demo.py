@@ -28,17 +28,16 @@ def test_demo_params_are_the_recipe_with_stated_overrides():
     overridden = read_yaml((ROOT / "demo" / "params.yaml").read_text())
     assert merged.lora == recipe.lora  # the demo trains the recipe's LoRA, not another one
     assert merged.model.name == "demo/tiny-t5" and merged.data.source == "file"
-    assert merged.finetunes == ["lora"]  # base vs LoRA by default; the full fine-tune is a switch
-    for section, values in overridden.items():
-        if not isinstance(values, dict):
-            continue
-        for key in values:
-            assert getattr(getattr(merged, section), key) is not None
+    assert recipe.baselines == merged.baselines == []  # base vs LoRA; the full fine-tune is a switch
+    assert parse_params(demo_params(baselines=["full"])).baselines == ["full"]
+    for section, values in overridden.items():  # every override took effect
+        for key, value in values.items() if isinstance(values, dict) else ():
+            assert getattr(getattr(merged, section), key) == value, f"{section}.{key}"
 
 
 def test_committed_tiny_model_matches_its_pin_and_shape():
     merged = parse_params(demo_params())
-    resolved = modeling.resolve(merged.model)  # raises if the folder differs from the pin
+    resolved = modeling.resolve(merged.model, merged.hub)  # raises if the folder differs from the pin
     config = json.loads((resolved.folder / "config.json").read_text())
     assert config["feed_forward_proj"] == "gated-gelu" and config["scale_decoder_outputs"] is False
     assert {config[k] for k in ("num_layers", "num_decoder_layers")} == {2}
@@ -63,7 +62,7 @@ def test_text_infill_masks_spans_with_one_token_and_asks_for_the_whole_text():
     kept = [t for t in source[:-1] if t != mask]
     assert kept == sorted(kept) and set(kept) <= set(ids)  # what is left stays in order
     assert all(not (a == b == mask) for a, b in zip(source, source[1:]))  # one mask per span
-    assert 60 <= len(kept) <= 75  # about 30 % of the tokens masked
+    assert 70 <= len(kept) <= 85  # up to 30 % of the tokens masked (spans may overlap)
 
 
 def test_tiny_model_pretrains_on_dialogues_only():
@@ -82,7 +81,9 @@ def test_tiny_tokenizer_keeps_every_character_of_the_sample():
         assert decoded.split() == text.split()  # every word back; only whitespace may differ
 
 
-def test_score_table_shows_both_variants_and_the_gain():
-    table = score_table({"base": {"rougeL": 0.02, "bleu": 0.5}, "lora": {"rougeL": 0.31, "bleu": 9.0}})
+def test_score_table_shows_both_variants_the_gain_and_the_reading_gap():
+    table = score_table({"base": {"rougeL": 0.02, "bleu": 0.5, "rougeL_shuffled": 0.02},
+                         "lora": {"rougeL": 0.31, "bleu": 9.0, "rougeL_shuffled": 0.12}})
     assert "| rougeL | 0.0200 | 0.3100 | +0.2900 |" in table
     assert "| bleu | 0.5000 | 9.0000 | +8.5000 |" in table
+    assert "| rougeL - rougeL_shuffled | 0.0000 | 0.1900 | +0.1900 |" in table

@@ -1,41 +1,62 @@
-"""dvc.yaml declares what each stage really reads, so `dvc repro` reruns exactly what changed."""
+"""dvc.yaml declares what each stage really reads and writes, so `dvc repro` reruns exactly what
+changed, and its paths are the ones the stages use (stages/params.py ``Paths``).
+
+dvc.yaml is resolved by DVC itself (templating, foreach), with every baseline switched on so
+that every stage it can generate is checked.
+"""
 
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from stages.params import Paths, read_yaml
+from stages.params import Paths, load_params, read_yaml
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-DVC_YAML = read_yaml((ROOT / "dvc.yaml").read_text())
 STAGE_MODULES = {"split", "tokenize", "train_lora", "train_full", "infer", "score"}
-FINETUNES = ("lora", "full")  # every value params.yaml `finetunes` may hold
+BASELINES = ["full"]  # every value params.yaml `baselines` may hold
+RESOLVE = """
+import json
+from dvc.dependency.param import ParamsDependency
+from dvc.repo import Repo
+
+stages = {}
+for stage in Repo(".").index.stages:
+    params = [key for d in stage.deps if isinstance(d, ParamsDependency) for key in d.params]
+    stages[stage.addressing] = {
+        "cmd": stage.cmd,
+        "deps": [d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)],
+        "params": params,
+        "outs": [o.def_path for o in stage.outs],
+    }
+print(json.dumps(stages))
+"""
 
 
-def _fill(value, item: str):
-    if isinstance(value, str):
-        return value.replace("${item}", item)
-    if isinstance(value, list):
-        return [_fill(v, item) for v in value]
-    if isinstance(value, dict):
-        return {_fill(k, item): _fill(v, item) for k, v in value.items()}
-    return value
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory) -> dict[str, dict]:
+    folder = tmp_path_factory.mktemp("resolve")
+    (folder / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    params = (ROOT / "params.yaml").read_text()
+    (folder / "params.yaml").write_text(re.sub(r"(?m)^baselines: .*$", f"baselines: {BASELINES}", params))
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=folder, check=True)
+    out = subprocess.run([sys.executable, "-c", RESOLVE], cwd=folder, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
 
 
-def stage_definitions() -> dict[str, dict]:
-    """Every stage dvc.yaml can generate: foreach groups expanded over every fine-tuned variant."""
-    stages = {}
-    for name, stage in DVC_YAML["stages"].items():
-        if "foreach" in stage:
-            assert stage["foreach"] == "${finetunes}", f"{name}: foreach over something else"
-            stages.update({f"{name}@{v}": _fill(stage["do"], v) for v in FINETUNES})
-        else:
-            stages[name] = stage
-    return stages
+@pytest.fixture(scope="module")
+def paths() -> Paths:
+    return load_params(ROOT / "params.yaml").paths
+
+
+def module_of(stage: dict) -> str:
+    return re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1)
 
 
 def imported_stage_modules(module: str) -> set[str]:
@@ -58,13 +79,21 @@ def imported_stage_modules(module: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("name", sorted(stage_definitions()))
-def test_stage_declares_every_module_it_imports(name):
-    stage = stage_definitions()[name]
-    module = re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1)
-    needed = {f"stages/{m}.py" for m in imported_stage_modules(module)}
-    declared = {d for d in stage["deps"] if d.startswith("stages/")}
-    assert needed == declared, f"{name}: missing {needed - declared}, not imported {declared - needed}"
+def test_the_design_cards_stages_exist(stages):
+    """split, tokenize, train_lora, infer (one per model) and score, found by their names."""
+    assert set(stages) == {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score",
+                           *(f"train_baseline@{b}" for b in BASELINES), *(f"infer_baseline@{b}" for b in BASELINES)}
+    for name in ("split", "tokenize", "train_lora", "score"):
+        assert module_of(stages[name]) == name  # `dvc repro X` runs stages/X.py
+    assert stages["infer@base"]["cmd"].endswith("--variant base")
+    assert stages["infer_baseline@full"]["cmd"].endswith("--variant full")
+
+
+def test_stage_declares_every_module_it_imports(stages):
+    for name, stage in stages.items():
+        needed = {f"stages/{m}.py" for m in imported_stage_modules(module_of(stage))}
+        declared = {d for d in stage["deps"] if d.startswith("stages/")}
+        assert needed == declared, f"{name}: missing {needed - declared}, not imported {declared - needed}"
 
 
 @pytest.mark.parametrize("module", sorted(STAGE_MODULES))
@@ -73,34 +102,52 @@ def test_stages_never_import_each_other(module):
     assert not others, f"stages.{module} imports stage module(s) {others}: stages meet only through files"
 
 
-@pytest.mark.parametrize("name", sorted(stage_definitions()))
-def test_stage_declares_the_params_sections_it_reads(name):
-    stage = stage_definitions()[name]
-    module = re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1)
-    modules = imported_stage_modules(module) - {"params"}
-    source = "\n".join((ROOT / "stages" / f"{m}.py").read_text() for m in modules)
-    read = set(re.findall(r"\bparams\.(\w+)", source)) - {"py", "yaml"}
-    if "getattr(params, variant)" in source:  # the fine-tuning stages read their own section
-        read.add(name.split("@")[1])
-    assert read <= set(stage["params"]), f"{name} reads {read - set(stage['params'])} undeclared"
+def test_stage_declares_the_params_sections_it_reads(stages):
+    for name, stage in stages.items():
+        modules = imported_stage_modules(module_of(stage)) - {"params"}
+        source = "\n".join((ROOT / "stages" / f"{m}.py").read_text() for m in modules)
+        read = set(re.findall(r"\bparams\.(\w+)", source)) - {"py", "yaml", "variants"}
+        if "params.variants" in source:  # base, lora and the baselines
+            read.add("baselines")
+        if "getattr(params, variant)" in source:  # a fine-tuning stage reads its own section
+            read.add("lora" if name == "train_lora" else name.split("@")[1])
+        assert read <= set(stage["params"]), f"{name} reads {read - set(stage['params'])} undeclared"
 
 
-def test_every_path_comes_from_params():
-    """No output or data path is written literally in dvc.yaml: they live in params.yaml."""
-    for name, stage in stage_definitions().items():
-        for entry in stage.get("outs", []) + stage.get("metrics", []):
+def test_outputs_and_data_inputs_are_the_paths_the_stages_use(stages, paths):
+    """Every output and every data input in dvc.yaml is what stages/params.py ``Paths`` names."""
+    def outs(name: str) -> set[str]:
+        return set(stages[name]["outs"])
+
+    def data(name: str) -> set[str]:
+        return {d for d in stages[name]["deps"] if not d.startswith("stages/")}
+
+    def trained(variant: str) -> set[str]:
+        log = paths.train_log(variant)  # DVCLive's folder: its summary and its curves
+        return {str(paths.model_dir(variant)), f"{log}/metrics.json", f"{log}/plots/metrics",
+                str(paths.train_metrics(variant))}
+
+    assert outs("split") == {paths.split, str(paths.split_metrics())}
+    assert outs("tokenize") == {paths.tokenized, str(paths.tokenize_metrics())}
+    assert data("tokenize") == {str(paths.split_file("train")), str(paths.split_file("validation"))}
+    for variant, name in [("lora", "train_lora"), *((b, f"train_baseline@{b}") for b in BASELINES)]:
+        assert outs(name) == trained(variant) and data(name) == {paths.tokenized}
+    for variant, name in [("base", "infer@base"), ("lora", "infer@lora"),
+                          *((b, f"infer_baseline@{b}") for b in BASELINES)]:
+        assert outs(name) == {str(paths.predictions_file(variant)), str(paths.infer_metrics(variant))}
+        weights = set() if variant == "base" else {str(paths.model_dir(variant))}
+        assert data(name) == {str(paths.split_file("test")), *weights}, name
+    assert outs("score") == {paths.per_dialogue, paths.examples, str(paths.scores_plot()), str(paths.scores())}
+    assert data("score") == {paths.predictions}
+
+
+def test_no_path_is_written_literally_in_dvc_yaml():
+    """Outputs and data inputs are templated from params.yaml `paths`, never spelled out."""
+    raw = read_yaml((ROOT / "dvc.yaml").read_text())
+    for name, stage in raw["stages"].items():
+        body = stage.get("do", stage)
+        for entry in body.get("outs", []) + body.get("metrics", []) + body.get("plots", []):
             path = entry if isinstance(entry, str) else next(iter(entry))
             assert path.startswith("${"), f"{name}: output {path} is not taken from params"
-
-
-@pytest.mark.parametrize("variant", FINETUNES)
-def test_variant_paths_match_the_params_reader(variant):
-    """dvc.yaml spells each variant's paths with ${item}; stages/params.py builds them in code."""
-    paths = Paths(split="s", tokenized="t", checkpoints="${paths.checkpoints}", models="${paths.models}",
-                  predictions="p", metrics="${paths.metrics}", per_dialogue="d", examples="e")
-    stage = stage_definitions()[f"train@{variant}"]
-    outs = {e if isinstance(e, str) else next(iter(e)) for e in stage["outs"] + stage["metrics"]}
-    outs |= {e if isinstance(e, str) else next(iter(e)) for e in stage["plots"]}
-    log = str(paths.train_log(variant))  # DVCLive's folder: its summary and its curves
-    assert outs == {str(paths.model_dir(variant)), f"{log}/metrics.json", f"{log}/plots/metrics", str(paths.train_metrics(variant))}
-    assert str(paths.model_dir(variant)) in stage_definitions()[f"infer@{variant}"]["deps"]
+        for dep in body["deps"]:
+            assert dep.startswith(("stages/", "${")), f"{name}: dependency {dep} is not taken from params"

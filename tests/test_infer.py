@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from stages import modeling
 from stages.infer import generate, group_references
@@ -31,10 +32,80 @@ def test_length_sorted_batches_return_outputs_in_input_order(tiny_model):
     tokenizer = modeling.load_tokenizer(tiny_model)
     model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
     one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, merge_lora=False,
-                   processes=1)
+                   processes=1, bf16=False)
     texts_one, counts_one = generate(model, tokenizer, dialogues, PROMPT, one, "cpu")
     batched = one.model_copy(update={"batch_size": 3})
     texts_batched, counts_batched = generate(model, tokenizer, dialogues, PROMPT, batched, "cpu")
     assert texts_one == texts_batched
     assert counts_one == counts_batched
     assert all(0 < c <= 13 for c in counts_one)  # at most max_new_tokens + the start token
+
+
+def infer_project(folder, tiny_model, **generate) -> None:
+    """A folder holding what the infer stage reads for ``--variant base``: params (the demo's,
+    with the tiny model by absolute path and ``generate`` updated) and a four-row test split."""
+    import os
+
+    from ruamel.yaml import YAML
+
+    from demo.make_sample import generate as make_rows
+    from demo.run import demo_params
+
+    params = demo_params()
+    params["model"]["name"] = str(tiny_model)
+    params["generate"].update(max_new_tokens=4, batch_size=4, **generate)
+    with open(os.path.join(folder, "params.yaml"), "w") as f:
+        YAML(typ="safe", pure=True).dump(params, f)
+    split = folder / params["paths"]["split"]
+    split.mkdir(parents=True)
+    rows = pd.DataFrame(make_rows(8, seed=3))[["id", "dialogue", "summary", "topic"]].head(4)
+    rows.to_parquet(split / "test.parquet", index=False)
+
+
+@pytest.mark.parametrize("setting, recorded", [(False, "float32"), ("auto", "float32")])
+def test_generate_bf16_setting_is_recorded_on_cpu(tmp_path, monkeypatch, tiny_model, setting, recorded):
+    import json
+
+    from stages import infer
+
+    infer_project(tmp_path, tiny_model, bf16=setting)
+    monkeypatch.chdir(tmp_path)
+    infer.main(["--variant", "base"])
+    metrics = json.loads((tmp_path / "metrics" / "infer_base.json").read_text())
+    assert metrics["dtype"] == recorded  # auto: fp32 where there is no GPU with bf16
+    assert len((tmp_path / "data" / "predictions" / "base.jsonl").read_text().splitlines()) == 4
+
+
+def test_generate_bf16_true_without_a_bf16_gpu_is_one_line_naming_the_key(tmp_path, monkeypatch, tiny_model):
+    from stages import infer
+
+    infer_project(tmp_path, tiny_model, bf16=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        infer.main(["--variant", "base"])
+    assert str(exit_.value) == "error: generate.bf16: true, but this machine has no GPU with bf16 support"
+    assert not (tmp_path / "data" / "predictions").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_bf16_cast_of_a_merged_adapter_generates_on_cpu(tmp_path, tiny_model):
+    """The path ``generate.bf16`` takes on a GPU, forced through load_variant's argument."""
+    import torch
+
+    from stages.params import load_params
+    from stages.train_lora import add_lora, save_adapter
+    from tests.conftest import ROOT
+
+    lora = add_lora(modeling.load_model(tiny_model), load_params(ROOT / "params.yaml").lora, seed=0)
+    with torch.no_grad():  # a "trained" adapter, so that merging changes the weights
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.02, generator=torch.Generator().manual_seed(1))
+    save_adapter(lora, tmp_path / "lora")
+    model = modeling.load_variant(tiny_model, "lora", tmp_path / "lora", merge=True, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert not any("lora" in name for name, _ in model.named_parameters())  # merged, not wrapped
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    cfg = Generate(max_new_tokens=6, num_beams=1, no_repeat_ngram_size=0, batch_size=2, merge_lora=True,
+                   processes=1, bf16=True)
+    texts, counts = generate(model, tokenizer, ["#Person1#: Hello.\n#Person2#: Hi."] * 3, PROMPT, cfg, "cpu")
+    assert len(texts) == 3 and all(0 < c <= 7 for c in counts)

@@ -9,22 +9,24 @@ import torch
 
 from stages import modeling
 from stages.errors import ModelError
-from stages.params import Model
+from stages.params import Hub, Model
+
+HUB = Hub(timeout_s=5)
 
 
 def test_local_folder_is_pinned_by_content_hash(tiny_model, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(tiny_model, copy)
     pin = modeling.folder_hash(copy)
-    assert modeling.resolve(Model(name=str(copy), revision=pin)).pin == pin
+    assert modeling.resolve(Model(name=str(copy), revision=pin), HUB).pin == pin
     (copy / "README.md").write_text("changed")
     with pytest.raises(ModelError, match=r"model.revision: .* set revision: 'sha256:[0-9a-f]{64}'"):
-        modeling.resolve(Model(name=str(copy), revision=pin))
+        modeling.resolve(Model(name=str(copy), revision=pin), HUB)
 
 
 def test_hub_model_needs_a_revision():
     with pytest.raises(ModelError, match="model.revision"):
-        modeling.resolve(Model(name="google/flan-t5-base", revision=None))
+        modeling.resolve(Model(name="google/flan-t5-base", revision=None), HUB)
 
 
 def test_hub_model_resolves_offline_from_the_cache(tiny_model, tmp_path, monkeypatch):
@@ -37,11 +39,15 @@ def test_hub_model_resolves_offline_from_the_cache(tiny_model, tmp_path, monkeyp
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    resolved = modeling.resolve(Model(name="org/tiny", revision="main"))
+    resolved = modeling.resolve(Model(name="org/tiny", revision=commit), HUB)
     assert resolved.pin == commit
     assert modeling.load_tokenizer(resolved.folder).eos_token == "</s>"
-    with pytest.raises(ModelError, match="org/missing"):
-        modeling.resolve(Model(name="org/missing", revision="main"))
+    # a revision the cache lacks is the fault of model.revision, not model.name
+    with pytest.raises(ModelError, match=rf"^model.revision: model org/missing@{commit}: not in the local hub cache"):
+        modeling.resolve(Model(name="org/missing", revision=commit), HUB)
+    # a branch moves on the hub unseen by DVC: refused, with the command that pins it
+    with pytest.raises(ModelError, match=r"^model.revision: 'main' is a branch .* `python -m stages.hub pin`"):
+        modeling.resolve(Model(name="org/tiny", revision="main"), HUB)
 
 
 def test_pickle_weights_are_refused(tiny_model, tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import ROOT, commit, copy_project, dvc, git, run
+from tests.conftest import ROOT, commit, copy_project, dvc, git, ran, run
 
 WORKFLOW = ROOT / ".github" / "workflows" / "review.yml"
 ARTIFACT, VERSION = "lora-adapter", "v1.0.0"
@@ -28,10 +28,6 @@ ARTIFACT, VERSION = "lora-adapter", "v1.0.0"
 EXPRESSIONS = {"${{ secrets.DVC_REMOTE_ACCESS_KEY_ID }}": "test-key-id",
                "${{ secrets.DVC_REMOTE_SECRET_ACCESS_KEY }}": "test-secret",
                "${{ github.base_ref }}": "main"}
-
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def tree(path: Path) -> dict[str, bytes]:

@@ -36,7 +36,7 @@ def lock_outputs(project: Path) -> dict[str, str]:
 def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
     # Copies of the built project with 30 steps: split and tokenize are up to date in both.
     whole = set_params(copy_project(built_project, tmp_path / "whole"), train__max_steps=30)
-    dvc(whole, "repro", "train@lora")
+    dvc(whole, "repro", "train_lora")
     crashed = set_params(copy_project(built_project, tmp_path / "crashed"), train__max_steps=30)
     shutil.rmtree(crashed / "models" / "lora")
 
@@ -50,7 +50,7 @@ def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
     assert not (crashed / "models" / "lora").exists()
 
-    result = dvc(crashed, "repro", "train@lora")
+    result = dvc(crashed, "repro", "train_lora")
     log = result.stdout + result.stderr
     step = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", log).group(1))
     assert step in (10, 20)
@@ -86,7 +86,7 @@ def run_with_secrets(built_project, tmp_path_factory) -> Path:
     try:
         project = set_params(copy_project(built_project, tmp_path_factory.mktemp("secrets") / "project"),
                              tracking__wandb=True)
-        assert "Running stage 'train@lora'" in dvc(project, "repro").stdout
+        assert "Running stage 'train_lora'" in dvc(project, "repro").stdout
     finally:
         os.environ.clear()
         os.environ.update(env_before)

@@ -21,7 +21,7 @@ def test_two_process_training_matches_one_process(built_project, tmp_path):
     one = built_project
     assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 8
     two = set_params(copy_project(one, tmp_path / "two"), train__batch_size=4, train__processes=2)
-    dvc(two, "repro", "train@lora")
+    dvc(two, "repro", "train_lora")
     m1, m2 = (json.loads((p / "metrics" / "train_lora.json").read_text()) for p in (one, two))
     assert m1["effective_batch_size"] == m2["effective_batch_size"] == 16
     assert m2["steps"] == m1["steps"] == 20
@@ -33,7 +33,7 @@ def test_two_process_training_matches_one_process(built_project, tmp_path):
 def test_two_process_inference_matches_one_process(built_project, tmp_path):
     one = built_project  # one process
     two = set_params(copy_project(one, tmp_path / "two"), generate__processes=2)
-    dvc(two, "repro", "infer_base")
+    dvc(two, "repro", "infer@base")
     rows1, rows2 = (read_jsonl(p / "data" / "predictions" / "base.jsonl") for p in (one, two))
     assert [r["id"] for r in rows2] == [r["id"] for r in rows1]
     assert [r["prediction"] for r in rows2] == [r["prediction"] for r in rows1]

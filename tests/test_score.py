@@ -30,3 +30,32 @@ def test_missing_predictions_name_the_stage_to_run(tmp_path, monkeypatch, capsys
         score.main([])
     assert "no lora predictions (run `dvc repro infer@lora`)" in str(exited.value.code)
     assert not (tmp_path / "metrics").exists()  # nothing half-written
+
+
+def test_derangement_moves_every_dialogue_and_is_seeded():
+    from stages.scoring import derangement
+
+    for n in (2, 3, 10, 145):
+        perm = derangement(n, seed=42)
+        assert sorted(perm) == list(range(n)) and all(perm[i] != i for i in range(n))
+    assert derangement(50, 1) == derangement(50, 1) != derangement(50, 2)
+    with pytest.raises(ValueError):
+        derangement(1, 0)
+
+
+ROWS = [{"id": f"d{i}", "references": [ref], "gen_tokens": 5} for i, ref in enumerate([
+    "Anna books a table for four at Luigi's at 7 pm.",
+    "Tom buys navy blue loafers for $120.",
+    "The doctor gives Sam an ointment for the rash on his arm.",
+    "Maria rents a flat in Brighton Park for $3,000 a month.",
+])]
+
+
+def test_shuffled_rouge_l_tells_reading_from_guessing():
+    generic = [row | {"prediction": "#Person1# and #Person2# talk about it."} for row in ROWS]
+    summary, _ = score.score_variant(generic, use_stemmer=True, seed=0)
+    assert summary["rougeL_shuffled"] == pytest.approx(summary["rougeL"])  # same text everywhere: no gap
+
+    reading = [row | {"prediction": row["references"][0]} for row in ROWS]
+    summary, _ = score.score_variant(reading, use_stemmer=True, seed=0)
+    assert summary["rougeL"] == 1.0 and summary["rougeL_shuffled"] < 0.5

@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages.params import Data, load_params
+from stages.params import Data, Hub, load_params
 from stages.sources import COLUMNS, DataError, load, load_file, load_hub
 
 REPO = Path(__file__).resolve().parents[1]
+HUB = Hub(timeout_s=5)
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # Source column names unlike ours, so the mapping in data.columns is exercised.
 MAPPING = {"id": "fname", "dialogue": "text", "summary": "gold", "topic": "label"}
@@ -37,6 +38,8 @@ def write(path: Path, rows: list[dict], fmt: str | None = None) -> Path:
     fmt = fmt or path.suffix.lstrip(".")
     if fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif fmt == "json":  # one JSON array, as SAMSum ships
+        path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     else:
         frame = pd.DataFrame(rows)
         frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path, index=False)
@@ -51,10 +54,10 @@ def load_error(path: Path, data: Data) -> str:
     return message
 
 
-@pytest.mark.parametrize("name", ["rows.csv", "rows.jsonl", "rows.parquet"])
+@pytest.mark.parametrize("name", ["rows.csv", "rows.jsonl", "rows.json", "rows.parquet"])
 def test_file_formats_load_with_column_mapping(tmp_path: Path, base_data: Data, name: str) -> None:
     path = write(tmp_path / name, ROWS)
-    loaded = load(file_data(base_data, path))
+    loaded = load(file_data(base_data, path), HUB)
     frame = loaded.frame
     assert list(frame.columns) == [*COLUMNS, "source_split"]
     assert frame["id"].tolist() == ["1", "2", "3"]  # integer ids come out as text
@@ -85,6 +88,41 @@ def test_split_column_becomes_source_split(tmp_path: Path, base_data: Data) -> N
     rows = [{**r, "split": s} for r, s in zip(ROWS, ["train", "validation", "test"])]
     loaded = load_file(write(tmp_path / "rows.csv", rows), base_data)
     assert loaded.frame["source_split"].tolist() == ["train", "validation", "test"]
+
+
+def test_json_lines_saved_as_json_still_read(tmp_path: Path, base_data: Data) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    assert load_file(path, base_data).frame["id"].tolist() == ["1", "2", "3"]
+
+
+def test_json_array_of_non_objects(tmp_path: Path, base_data: Data) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps([ROWS[0], ["a", "list"]]), encoding="utf-8")
+    assert "not a valid json file (item 1: not a JSON object)" in load_error(path, base_data)
+
+
+def test_invalid_json_array_names_the_line(tmp_path: Path, base_data: Data) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(ROWS, indent=1)[:-3], encoding="utf-8")
+    assert re.search(r"not a valid json file \(line \d+: ", load_error(path, base_data))
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "rows.jsonl", "rows.json"])
+def test_utf8_byte_order_mark_is_accepted(tmp_path: Path, base_data: Data, name: str) -> None:
+    path = write(tmp_path / name, ROWS)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    frame = load_file(path, base_data).frame
+    assert frame["id"].tolist() == ["1", "2", "3"]  # the first column's name is not "\ufefffname"
+    assert frame["dialogue"].tolist() == [r["text"] for r in ROWS]
+
+
+def test_source_without_topic_column(tmp_path: Path, base_data: Data) -> None:
+    rows = [{k: v for k, v in r.items() if k != "label"} for r in ROWS]
+    data = base_data.model_copy(update={"columns": base_data.columns.model_copy(update={"topic": None})})
+    loaded = load_file(write(tmp_path / "samsum.json", rows), data)
+    assert list(loaded.frame.columns) == [*COLUMNS, "source_split"]
+    assert loaded.frame["topic"].tolist() == ["", "", ""]
 
 
 def test_missing_file(tmp_path: Path, base_data: Data) -> None:
@@ -208,21 +246,30 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def hub_data(base: Data, hub_id: str) -> Data:
+def hub_data(base: Data, hub_id: str, revision: str = COMMIT) -> Data:
     columns = base.columns.model_copy(update={k: k for k in MAPPING})
-    return base.model_copy(update={"source": "hub", "hub_id": hub_id, "revision": "main",
+    return base.model_copy(update={"source": "hub", "hub_id": hub_id, "revision": revision,
                                    "columns": columns})
 
 
 def test_hub_loads_every_split_from_offline_cache(hub_cache: Path, base_data: Data) -> None:
-    loaded = load_hub(hub_data(base_data, "org/dialogs"))
-    assert loaded.origin == f"org/dialogs@{COMMIT}"  # the branch is pinned to its commit
+    loaded = load_hub(hub_data(base_data, "org/dialogs"), HUB)
+    assert loaded.origin == f"org/dialogs@{COMMIT}"
     frame = loaded.frame
     assert sorted(frame["source_split"]) == ["test", "test", "train", "train", "validation", "validation"]
     assert (frame["id"].str.split("_").str[0] == frame["source_split"]).all()
     assert list(frame.columns) == [*COLUMNS, "source_split"]
 
 
+def test_hub_branch_is_refused_with_the_command_that_pins_it(hub_cache: Path, base_data: Data) -> None:
+    with pytest.raises(DataError) as caught:
+        load_hub(hub_data(base_data, "org/dialogs", "main"), HUB)
+    assert str(caught.value) == (
+        "data.revision: 'main' is a branch or tag of org/dialogs, and DVC cannot see it move; run "
+        "`python -m stages.hub pin` on a machine with hub access and commit params.yaml")
+
+
 def test_unknown_hub_repo_offline(hub_cache: Path, base_data: Data) -> None:
-    with pytest.raises(DataError, match=re.escape("dataset org/missing@main: cannot be loaded")):
-        load_hub(hub_data(base_data, "org/missing"))
+    message = f"data.revision: dataset org/missing@{COMMIT}: not in the local hub cache"
+    with pytest.raises(DataError, match="^" + re.escape(message)):
+        load_hub(hub_data(base_data, "org/missing"), HUB)

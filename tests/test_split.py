@@ -96,30 +96,32 @@ def test_stratified_does_not_depend_on_row_order() -> None:
 def test_from_source_keeps_the_source_splits() -> None:
     frame = dialogues_frame().head(6).assign(source_split=["train", "train", "validation", "test",
                                                            "test", "train"])
-    assert from_source(frame).tolist() == frame["source_split"].tolist()
+    assert from_source(frame, "src").tolist() == frame["source_split"].tolist()
 
 
 def test_from_source_warns_when_a_dialogue_crosses_source_splits(caplog: pytest.LogCaptureFixture) -> None:
     # rows 0-2 are one dialogue (the third differently spaced); row 3 is another
     frame = dialogues_frame().head(4).assign(source_split=["train", "test", "test", "train"])
     with caplog.at_level("WARNING", logger="stages.split"):
-        from_source(frame)
+        from_source(frame, "src")
     assert "3 row(s) share a dialogue with another source split" in caplog.text
 
 
 def test_from_source_rejects_unknown_split_names() -> None:
     frame = dialogues_frame().head(4).assign(source_split=["train", "dev", "all", "test"])
-    with pytest.raises(DataError, match=r"found split\(s\) all, dev$"):
-        from_source(frame)
+    with pytest.raises(DataError, match=r"^src: split.strategy: source .* found split\(s\) all, dev$"):
+        from_source(frame, "src")
 
 
-def write_params(tmp_path: Path, rows: list[dict], **split: object) -> Path:
-    """params.yaml with data.source file, reading rows from a jsonl file in tmp_path."""
+def write_params(tmp_path: Path, rows: list[dict], topic: str | None = "topic", **split: object) -> Path:
+    """params.yaml with data.source file, reading rows from a jsonl file in tmp_path; the split
+    is stratified (as the demo's) unless ``split`` says otherwise."""
     data = tmp_path / "dialogs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     raw = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
     raw["data"].update(source="file", file=str(data))
-    raw["split"].update(split)
+    raw["data"]["columns"]["topic"] = topic
+    raw["split"].update({"strategy": "stratified", **split})
     path = tmp_path / "params.yaml"
     path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
     return path
@@ -167,5 +169,32 @@ def test_main_source_strategy_needs_source_splits(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(["--params", str(params)])
-    assert "found split(s) all" in str(exited.value.code)
+    # names the file and the column it lacks
+    assert str(exited.value.code) == (
+        f"error: {tmp_path / 'dialogs.jsonl'}: split.strategy: source needs a column 'split' holding "
+        "train/validation/test for each row; this file has none (or use split.strategy: stratified)")
     assert not (tmp_path / "data").exists()
+
+
+def test_main_without_topics_splits_plainly_and_says_so(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{k: v for k, v in r.items() if k != "topic"} for r in generate(100, seed=3)]
+    params = write_params(tmp_path, rows, topic=None)
+    monkeypatch.chdir(tmp_path)
+    main(["--params", str(params)])
+    metrics = json.loads((tmp_path / "metrics" / "split.json").read_text(encoding="utf-8"))
+    assert metrics["stratified_by"] == "nothing (data.columns.topic: null)"
+    assert metrics["pooled_topics"] == 0
+    assert [metrics[n]["dialogues"] for n in SPLITS] == [80, 10, 10]  # the fractions, exactly
+    test = pd.read_parquet(tmp_path / "data" / "split" / "test.parquet")
+    assert set(test["topic"]) == {""}
+
+
+def test_stratified_without_topics_is_seeded_and_ignores_topics() -> None:
+    frame = dialogues_frame()
+    plain, pooled = stratified(frame, RECIPE, 10, seed=5, by_topic=False)
+    assert pooled == 0
+    again, _ = stratified(frame.assign(topic="other"), RECIPE, 10, seed=5, by_topic=False)
+    assert plain.tolist() == again.tolist()  # topics play no part
+    assert Counter(plain.groupby(frame["dialogue"].map(dialogue_key)).first()) == {
+        "train": 60, "validation": 8, "test": 7}

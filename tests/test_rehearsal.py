@@ -1,0 +1,146 @@
+"""The GPU user's first run, rehearsed offline: the committed params.yaml through `dvc repro`,
+against a hub cache in the client's own layout holding flan-t5-base's file set and DialogSum's.
+
+The cache is what a first online run leaves in ``$HF_HOME/hub`` (blobs named by git-sha1 or
+sha256, ``refs/main``, ``snapshots/<commit>/`` of relative symlinks), except that the demo
+model's files stand in for flan-t5-base's config, tokenizer and safetensors weights, and the
+repo's other weight formats are there as decoys: invalid bytes that a loader must never open
+(an audit hook in every Python process of the run records what is opened under the cache).
+Only step counts, batch sizes and the generation length differ from params.yaml; the data
+revision is pinned with ``python -m stages.hub pin``, as the user would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from stages.params import read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_COMMIT = "7bcac572ce56db69c1ea7c8af255c5d7c9672fc2"  # params.yaml model.revision
+DATA_COMMIT = "d1a105d1a105d1a105d1a105d1a105d1a105d1a1"  # where the rehearsal's `main` points
+DECOYS = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
+LFS = (".safetensors", ".bin", ".h5", ".msgpack")  # stored as LFS files: blobs named by sha256
+TEST_DIALOGUES = 6
+SHORTENED = {  # nothing else differs from the committed params.yaml
+    "train": {"max_steps": 4, "eval_steps": 2, "logging_steps": 1, "warmup_steps": 1,
+              "batch_size": 4, "eval_batch_size": 8},
+    "generate": {"max_new_tokens": 8, "batch_size": 8},
+}
+# Installed as sitecustomize in every Python process of the run (dvc and each stage).
+AUDIT = '''
+import os, sys
+_log, _root = os.environ["REHEARSAL_OPEN_LOG"], os.environ["REHEARSAL_WATCH"]
+def _hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, bytes)):
+        path = os.fsdecode(args[0])
+        if path.startswith(_root):
+            with open(_log, "a", encoding="utf-8") as log:
+                log.write(path + "\\n")
+sys.addaudithook(_hook)
+'''
+
+
+def add_repo(hub: Path, name: str, commit: str, files: dict[str, bytes]) -> None:
+    """One repo in the hub client's cache layout, ``main`` pointing at ``commit``."""
+    repo = hub / name
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)  # no newline, as the client writes it
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file, data in files.items():
+        if file.endswith(LFS):
+            blob = hashlib.sha256(data).hexdigest()
+        else:
+            blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        (repo / "blobs" / blob).write_bytes(data)
+        (snapshot / file).symlink_to(f"../../blobs/{blob}")
+
+
+def dialogsum_files() -> dict[str, bytes]:
+    """DialogSum's layout from the bundled sample: train_<n>, dev_<n>, and test_<n>_<k> with
+    three summaries per test dialogue (the hub copy flattens them into three rows)."""
+    sample = pd.read_json(ROOT / "data" / "sample" / "dialogsum_sample.jsonl", lines=True)
+    sample = sample.drop_duplicates("dialogue").reset_index(drop=True)
+    train, dev, test = sample[:24], sample[24:32], sample[32:32 + TEST_DIALOGUES]
+    rows = {
+        "train": train.assign(id=[f"train_{n}" for n in range(len(train))]),
+        "validation": dev.assign(id=[f"dev_{n}" for n in range(len(dev))]),
+        "test": pd.concat([
+            test.assign(id=[f"test_{n}_{k}" for n in range(len(test))],
+                        summary=test["summary"] + ("" if k == 1 else f" (annotator {k})"))
+            for k in (1, 2, 3)]),
+    }
+    return {f"{name}.csv": frame[["id", "dialogue", "summary", "topic"]].to_csv(index=False).encode()
+            for name, frame in rows.items()}
+
+
+def flan_t5_base_files() -> dict[str, bytes]:
+    tiny = ROOT / "demo" / "tiny-t5"
+    files = {f.name: f.read_bytes() for f in tiny.iterdir() if f.name != "README.md"}
+    files |= {name: b"decoy: never to be read\n" for name in DECOYS}
+    return files
+
+
+def test_first_real_run_offline(tmp_path: Path) -> None:
+    from demo.run import stage_env, sync
+
+    hf_home = tmp_path / "hf"
+    add_repo(hf_home / "hub", "models--google--flan-t5-base", MODEL_COMMIT, flan_t5_base_files())
+    add_repo(hf_home / "hub", "datasets--knkarthick--dialogsum", DATA_COMMIT, dialogsum_files())
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AUDIT)
+    opened = tmp_path / "opened.txt"
+    env = stage_env() | {"HF_HOME": str(hf_home), "PYTHONPATH": str(hook),
+                         "REHEARSAL_OPEN_LOG": str(opened), "REHEARSAL_WATCH": str(hf_home)}
+    env.pop("HF_HUB_CACHE", None)
+
+    params = read_yaml((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for section, values in SHORTENED.items():
+        params[section].update(values)
+    project = tmp_path / "project"
+    project.mkdir()
+    sync(ROOT, project, params)
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, *command], cwd=project, env=env,
+                                capture_output=True, text=True, timeout=540)
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    started = time.monotonic()
+    assert run("-m", "stages.hub", "pin").stdout == f"params.yaml: data.revision: main -> {DATA_COMMIT}\n"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-qam", "pin data.revision"], cwd=project, check=True)
+    run("-m", "dvc", "repro")
+    print(f"pin + dvc repro: {time.monotonic() - started:.0f} s")
+
+    metrics = project / "metrics"
+    split = json.loads((metrics / "split.json").read_text())
+    assert split["source"] == f"knkarthick/dialogsum@{DATA_COMMIT}"
+    assert split["strategy"] == "source"
+    assert (split["test"]["dialogues"], split["test"]["rows"]) == (TEST_DIALOGUES, 3 * TEST_DIALOGUES)
+    assert (split["train"]["rows"], split["validation"]["rows"]) == (24, 8)
+    assert json.loads((metrics / "train_lora.json").read_text())["model_revision"] == MODEL_COMMIT
+
+    # the official test set, each dialogue once, scored against all three of its references
+    for variant in ("base", "lora"):
+        lines = (project / "data" / "predictions" / f"{variant}.jsonl").read_text().splitlines()
+        predictions = [json.loads(line) for line in lines]
+        assert len(predictions) == TEST_DIALOGUES
+        assert all(len(p["references"]) == 3 for p in predictions)
+        assert sorted(p["id"] for p in predictions) == [f"test_{n}_1" for n in range(TEST_DIALOGUES)]
+    assert {"base", "lora"} <= set(json.loads((metrics / "scores.json").read_text()))
+
+    seen = {Path(p).name for p in opened.read_text().splitlines()}
+    assert {"config.json", "tokenizer.json", "train.csv", "test.csv"} <= seen  # the hook works
+    assert not seen & set(DECOYS), f"decoy weights opened: {seen & set(DECOYS)}"
