@@ -2,6 +2,7 @@
 #               test where the machine allows it (root with apt-get)
 # make demo   - the real pipeline on the offline sample with the tiny model (CPU, minutes)
 # make test   - the test suite (what CI runs)
+# make lint   - ruff (CI runs it too)
 # make gpu-wheels - the wheels a GPU box without a package index needs for the rehearsal (.whl/)
 #
 # Which torch: the CUDA build where `nvidia-smi` sees a GPU, else the CPU build. Force one with
@@ -17,7 +18,7 @@ TORCH ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
 TORCH_INDEX ?= $(if $(filter cpu,$(TORCH)),https://download.pytorch.org/whl/cpu,)
 TORCH_STAMP := $(VENV)/.torch-$(TORCH)-$(TORCH_VERSION)
 
-.PHONY: setup browser demo test gpu-wheels
+.PHONY: setup browser demo test lint gpu-wheels
 setup: $(VENV)/.installed browser
 
 # The right torch first: once it is installed, nothing later can pull another build.
@@ -70,6 +71,9 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
 
 # Run here (needs PyPI); carries to the GPU box as .whl/ (see benchmarks/README.md).
 gpu-wheels: setup

@@ -29,10 +29,10 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
-from typing import Callable
 
 DEFAULT_OUT = Path("data/sample/dialogsum_sample.jsonl")
 DEFAULT_N_DIALOGUES = 1500

@@ -29,8 +29,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from review import bootstrap
-from review.revisions import (Revision, ReviewError, metrics_diff, open_repo, params_diff, read_jsonl,
-                              resolve, revision_params)
+from review.revisions import (
+    ReviewError,
+    Revision,
+    metrics_diff,
+    open_repo,
+    params_diff,
+    read_jsonl,
+    resolve,
+    revision_params,
+)
 from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED
 
 if TYPE_CHECKING:

@@ -1,20 +1,38 @@
-"""What every stage's ``main()`` shares: arguments, logging, and turning bad input into one line.
+"""What every stage's ``main()`` shares: arguments, logging, and turning failures into one line.
 
 Bad params, data or model settings raise errors that name what is wrong; here they become a
-single ``error: ...`` line and exit status 1 instead of a stack trace.
+single ``error: ...`` line and exit status 1 instead of a stack trace. So do OS errors (no space
+left, permission denied: the line names the path) and interruptions: Ctrl-C (SIGINT) exits 130,
+SIGTERM (what ``dvc queue kill`` sends) 143; Trainer checkpoints stay for a resume.
+
+Each stage body runs in a transaction (``stages.atomic``): its outputs are moved into place only
+after the body finished and ``stages.guard`` found its params sections (``PARAMS``, declared by
+each stage module and equal to its ``params:`` list in dvc.yaml) and the pipeline's data unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 
+from stages import atomic
 from stages.errors import InputError
 from stages.params import PARAMS_FILE
 
 log = logging.getLogger(__name__)
+_guard = None  # the running stage's Guard (its params digest goes into the stage's metrics)
+
+
+class Interrupted(BaseException):
+    """A signal asked the stage to stop (BaseException: nothing may swallow it as an error)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -24,11 +42,51 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def run(body: Callable[[], None]) -> None:
-    """Run a stage body with logging set up; expected failures exit 1 with one line."""
+def params_digest() -> str | None:
+    """sha256 of the params sections the running stage read (recorded in its metrics)."""
+    return None if _guard is None else _guard.digest
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
+def os_error_line(exc: OSError) -> str:
+    reason = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+    where = exc.filename if exc.filename is not None else None
+    return f"error: {reason}: {where}" if where else f"error: {reason} ({exc})"
+
+
+def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: str | os.PathLike = PARAMS_FILE) -> None:
+    """Run a stage body with logging set up, in a transaction guarded on ``sections`` of
+    ``params_file``; expected failures exit non-zero with one line."""
+    global _guard
+    from stages.guard import Guard
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    previous = signal.getsignal(signal.SIGTERM)
     try:
-        body()
+        signal.signal(signal.SIGTERM, _on_signal)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        guard = Guard(params_file, sections) if sections and os.path.isfile(params_file) else None
+        _guard = guard
+        with atomic.transaction(guard.check if guard else None):
+            body()
     except InputError as exc:
         sys.exit(f"error: {exc}")
+    except OSError as exc:
+        sys.exit(os_error_line(exc))
+    except KeyboardInterrupt:
+        print("interrupted (SIGINT): nothing was written; rerun to resume", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"interrupted ({name}): nothing was written; rerun to resume", file=sys.stderr)
+        sys.exit(128 + exc.signum)
+    finally:
+        _guard = None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -9,9 +9,13 @@ improving, and keep the best checkpoint's weights at the end. Loss curves go to
 ``{paths.metrics}/train_<variant>/`` (DVCLive).
 
 Checkpoints live in ``{paths.checkpoints}/<variant>``, git-ignored and not a stage output, so DVC
-neither caches nor deletes them between runs. A rerun after a crash resumes from the newest complete checkpoint, but only
-when it was written with the same params and data: the folder carries a fingerprint of both,
-and a mismatch clears it. Once the weights are saved the checkpoints are removed.
+neither caches nor deletes them between runs. A rerun after a crash resumes from the newest
+checkpoint that passes ``check_checkpoint`` (its step matches its name and ``max_steps``, its
+weights and optimizer state load); one that fails is moved to ``set-aside/`` with one log line and
+the next older one is tried, then a fresh start. Only checkpoints written with the same params and
+data are resumed: the folder carries a fingerprint of both, and a mismatch clears it. A checkpoint
+at the last step (the final save failed) is finished without training: same state, same best
+weights, no extra step. Once the weights are in place the checkpoints are removed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-from stages import cli, launch, modeling
+from stages import atomic, cli, launch, modeling
 from stages.atomic import atomic_path, write_json
 from stages.params import Params, Train, load_params
 
@@ -95,24 +99,69 @@ def prepare_checkpoints(folder: Path, expected: str) -> None:
     stamp.write_text(json.dumps({"fingerprint": expected}) + "\n")
 
 
-def newest_checkpoint(folder: Path) -> Path | None:
-    complete = [p for p in folder.glob("checkpoint-*") if _complete(p)]
-    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+SET_ASIDE = "set-aside"  # checkpoints that failed their check, kept out of the Trainer's way
 
 
-def _complete(checkpoint: Path) -> bool:
-    # The Trainer writes trainer_state.json last: a checkpoint without it, or with a
-    # truncated one, was cut short.
+def newest_checkpoint(folder: Path, max_steps: int) -> Path | None:
+    """The newest checkpoint that passes ``check_checkpoint``; every newer one that fails is
+    moved into ``<folder>/set-aside/`` (one log line each), so it can never block a later run."""
+    candidates = [p for p in folder.glob("checkpoint-*") if p.is_dir()]
+    for checkpoint in sorted(candidates, key=_step_of_name, reverse=True):
+        problem = check_checkpoint(checkpoint, max_steps)
+        if problem is None:
+            return checkpoint
+        aside = folder / SET_ASIDE / checkpoint.name
+        aside.parent.mkdir(exist_ok=True)
+        if aside.exists():
+            shutil.rmtree(aside)
+        checkpoint.rename(aside)
+        log.warning("set aside %s: %s (moved to %s)", checkpoint, problem, aside)
+    return None
+
+
+def _step_of_name(checkpoint: Path) -> int:
     try:
-        json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
+        return int(checkpoint.name.split("-")[-1])
+    except ValueError:
+        return -1
+
+
+def check_checkpoint(checkpoint: Path, max_steps: int) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from, or None. The Trainer writes trainer_state.json
+    last, but a checkpoint's files can still be cut short (a full disk, a crash mid-write on some
+    file systems) or edited: its step must match its name and the schedule, and its weights and
+    optimizer state must load the way the Trainer loads them."""
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json unreadable ({exc.__class__.__name__})"
+    step = state.get("global_step") if isinstance(state, dict) else None
+    if step != _step_of_name(checkpoint):
+        return f"trainer_state.json global_step {step} does not match the folder name"
+    if step > max_steps:
+        return f"step {step} is beyond train.max_steps {max_steps}"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights:
+        return "no weights (*.safetensors)"
+    for name in [*weights, checkpoint / "optimizer.pt", checkpoint / "scheduler.pt"]:
+        try:
+            if name.suffix == ".safetensors":
+                load_file(str(name), device="cpu")
+            else:
+                torch.load(name, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or corrupt: each library raises its own kind
+            detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+            return f"{name.name} does not load ({exc.__class__.__name__}: {detail})"
+    return None
 
 
 def clear_checkpoints(folder: Path) -> None:
-    for checkpoint in folder.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)
+    for checkpoint in [*folder.glob("checkpoint-*"), folder / SET_ASIDE]:
+        if checkpoint.exists():
+            shutil.rmtree(checkpoint)
 
 
 def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpoints: Path,
@@ -149,35 +198,58 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     checkpoints = paths.checkpoint_dir(variant)
     if not launch.launched():  # with several processes, run() prepared them once, before launch
         prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized)))
-    resume = newest_checkpoint(checkpoints)
-    resumed_tokens = 0
+    resume = newest_checkpoint(checkpoints, params.train.max_steps)
+    resumed_tokens, done = 0, False
     if resume:
         log.info("resuming from %s (step %s)", resume, resume.name.split("-")[-1])
         # Read now: the Trainer rotates old checkpoints away, and the rest are cleared below.
         state = json.loads((resume / "trainer_state.json").read_text())
         resumed_tokens = state.get("num_input_tokens_seen", 0)
+        # Trained to the end, then the weights were not saved (a crash or full disk at the very
+        # end): the Trainer would take one more step and evaluate it. Finish as it would have.
+        control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
+        done = state["global_step"] >= params.train.max_steps or control.get("should_training_stop", False)
     # The curves are written into a temporary folder and moved into place only when training
     # finishes, like every other output; a resumed run replays the earlier history into them.
     # Only the first process writes outputs.
     with atomic_path(paths.train_log(variant)) if launch.rank() == 0 else nullcontext() as curves:
         trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves)
         started = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        output = finish(trainer, resume) if done else trainer.train(
+            resume_from_checkpoint=str(resume) if resume else None)
         wall = time.perf_counter() - started
     if not trainer.is_world_process_zero():
         return None
 
-    weights = paths.model_dir(variant)
-    with atomic_path(weights) as out:
+    with atomic_path(paths.model_dir(variant)) as out:
         save(trainer.model, out)
-    # Checkpoints exist to survive a crash; once the weights are saved they have served. Keeping
-    # them would make a forced rerun "resume" at the last step instead of training again.
-    clear_checkpoints(checkpoints)
-    return cost_metrics(trainer, output, wall, resume, resumed_tokens, weights)
+        weights_mb = round(sum(f.stat().st_size for f in out.iterdir()) / 2**20, 3)
+    # Checkpoints exist to survive a crash; once the weights are in place they have served.
+    # Keeping them would make a forced rerun "resume" at the last step instead of training again.
+    # Not before: a stage refused at the end (stages.guard) must still be able to resume.
+    atomic.after_commit(lambda: clear_checkpoints(checkpoints))
+    return cost_metrics(trainer, output, wall, resume, resumed_tokens, weights_mb)
+
+
+def finish(trainer, checkpoint: Path):
+    """End a run whose ``checkpoint`` is its last step, as ``trainer.train`` would have ended it:
+    the state of that step, the best checkpoint's weights, the curves replayed."""
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    from stages import tracking
+
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    trainer._load_best_model()  # what load_best_model_at_end does at the end of train()
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, tracking.LiveCurves):
+            callback.on_train_begin(trainer.args, trainer.state, trainer.control)
+            callback.on_train_end(trainer.args, trainer.state, trainer.control)
+    return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
 def cost_metrics(trainer, output, wall: float, resume: Path | None, resumed_tokens: int,
-                 weights: Path) -> dict:
+                 weights_mb: float) -> dict:
     """What training gave and cost; rates count this run's work only (not a resumed run's past)."""
     state, args = trainer.state, trainer.args
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -198,12 +270,12 @@ def cost_metrics(trainer, output, wall: float, resume: Path | None, resumed_toke
         "input_tokens_per_second": round((state.num_input_tokens_seen - resumed_tokens) / wall, 1),
         "peak_memory_mb": modeling.peak_memory_mb(),
         "bf16": args.bf16,
-        "weights_mb": round(sum(f.stat().st_size for f in weights.iterdir()) / 2**20, 3),
+        "weights_mb": weights_mb,
     }
 
 
 def run(variant: str, doc: str, argv: list[str] | None,
-        train: Callable[[Params], dict | None]) -> None:
+        train: Callable[[Params], dict | None], sections: tuple[str, ...]) -> None:
     """A fine-tuning stage's command line: read params, relaunch under torchrun when
     ``train.processes > 1``, train, and write ``{paths.metrics}/train_<variant>.json``."""
     args = cli.parser(doc).parse_args(argv)
@@ -213,13 +285,15 @@ def run(variant: str, doc: str, argv: list[str] | None,
         log.info("train %s params: seed=%s model=%s %s=%s train=%s tracking=%s", variant, params.seed,
                  params.model, variant, getattr(params, variant), params.train, params.tracking)
         if params.train.processes > 1 and not launch.launched():
-            prepare_checkpoints(params.paths.checkpoint_dir(variant),
-                                fingerprint(params, variant, Path(params.paths.tokenized)))
+            folder = params.paths.checkpoint_dir(variant)
+            prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))
+            newest_checkpoint(folder, params.train.max_steps)  # set bad ones aside once, not in every rank
             launch.relaunch(f"stages.train_{variant}", params.train.processes, sys.argv[1:])
         metrics = train(params)
         if metrics is not None:
             metrics["versions"] = modeling.library_versions()
+            metrics["params_sha256"] = cli.params_digest()  # of ``sections``, as read at the start
             write_json(params.paths.train_metrics(variant), metrics)
             log.info("trained %s: %s", variant, metrics)
 
-    cli.run(body)
+    cli.run(body, sections, args.params)

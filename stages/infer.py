@@ -30,6 +30,7 @@ from stages.atomic import write_json, write_jsonl
 from stages.params import Generate, Prompt, load_params
 
 log = logging.getLogger(__name__)
+PARAMS = ("paths", "model", "prompt", "generate")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 VARIANTS = ("base", "lora", "full")
 
 
@@ -133,11 +134,12 @@ def main(argv: list[str] | None = None) -> None:
                 "dialogues_per_second": round(len(rows) / seconds, 3),
                 "generated_tokens_per_second": round(sum(counts) / seconds, 1),
                 "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size(),
-                "dtype": str(dtype).removeprefix("torch.")}
+                "dtype": str(dtype).removeprefix("torch."),
+                "params_sha256": cli.params_digest()}  # of PARAMS as read
         write_json(params.paths.infer_metrics(args.variant), cost)
         log.info("%s: %s", args.variant, cost)
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from stages.params import load_params
 from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED, derangement
 
 log = logging.getLogger(__name__)
+PARAMS = ("seed", "baselines", "paths", "score")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 
 
 def read_predictions(path: Path, variant: str) -> list[dict]:
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json(paths.scores_plot(), plot_rows(scores))
         write_json(paths.scores(), scores)
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

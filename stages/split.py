@@ -21,11 +21,12 @@ import pandas as pd
 
 from stages import cli, sources
 from stages.atomic import atomic_path, write_json
-from stages.params import SPLITS, SplitFractions, load_params
 from stages.errors import DataError
+from stages.params import SPLITS, SplitFractions, load_params
 from stages.sources import dialogue_key
 
 log = logging.getLogger(__name__)
+PARAMS = ("seed", "paths", "data", "split")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 POOLED = "(pooled rare topics)"
 NO_TOPIC = "(no topic column)"
 
@@ -119,10 +120,11 @@ def main(argv: list[str] | None = None) -> None:
             "dropped_empty_rows": loaded.cleaning.empty_rows,
             "dropped_duplicate_rows": loaded.cleaning.duplicate_rows,
             "source": loaded.origin,
+            "params_sha256": cli.params_digest(),  # of PARAMS as read: what this split was made with
         })
         log.info("split %s: %s", loaded.origin, {n: c["rows"] for n, c in counts.items()})
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from stages.atomic import atomic_path, write_json
 from stages.params import Prompt, load_params
 
 log = logging.getLogger(__name__)
+PARAMS = ("paths", "model", "prompt")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
 TOKENIZED_SPLITS = ("train", "validation")
 
 
@@ -84,10 +85,10 @@ def main(argv: list[str] | None = None) -> None:
             splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt)
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))
-        write_json(params.paths.tokenize_metrics(), metrics)
+        write_json(params.paths.tokenize_metrics(), {**metrics, "params_sha256": cli.params_digest()})
         log.info("tokenized: %s", metrics)
 
-    cli.run(body)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class LiveCurves(TrainerCallback):
         if not values:
             return
         self.live.step = step
-        for name, value in values.items():
+        for name, value in sorted(values.items()):  # the same summary key order after a resume
             self.live.log_metric(name, float(value))
         self.live.make_summary()
 

@@ -1,4 +1,5 @@
-"""train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full`` + ``metrics/train_full.json``.
+"""train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full``
++ ``metrics/train_full.json``.
 
 Reads params ``seed``, ``paths``, ``model``, ``full``, ``train``, ``tracking``.
 
@@ -18,6 +19,7 @@ from stages import finetune, modeling
 from stages.params import Params
 
 log = logging.getLogger(__name__)
+PARAMS = ("seed", "paths", "model", "full", "train", "tracking")  # dvc.yaml's `params:`
 VARIANT = "full"
 
 
@@ -40,7 +42,7 @@ def train(params: Params) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    finetune.run(VARIANT, __doc__, argv, train)
+    finetune.run(VARIANT, __doc__, argv, train, PARAMS)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from stages.errors import ModelError
 from stages.params import Lora, Params
 
 log = logging.getLogger(__name__)
+PARAMS = ("seed", "paths", "model", "lora", "train", "tracking")  # dvc.yaml's `params:`
 VARIANT = "lora"
 
 
@@ -66,7 +67,7 @@ def train(params: Params) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    finetune.run(VARIANT, __doc__, argv, train)
+    finetune.run(VARIANT, __doc__, argv, train, PARAMS)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ def test_sigkilled_split_leaves_outputs_intact_and_its_litter_is_cleared(tmp_pat
     write_jsonl(generate(200, seed=3), tmp_path / "data.jsonl")
     params = read_yaml((ROOT / "params.yaml").read_text())
     params["data"].update(source="file", file=str(tmp_path / "data.jsonl"))
+    params["split"]["strategy"] = "stratified"  # the sample has no source splits
     from ruamel.yaml import YAML
 
     YAML(typ="safe").dump(params, tmp_path / "params.yaml")
@@ -126,3 +127,40 @@ def test_every_stage_killed_mid_write_leaves_its_outputs_intact(built_project, t
         assert killed.returncode == -signal.SIGKILL, (command, killed.stderr[-2000:])
         after = {p: p.read_bytes() for p in outputs if p.exists()}
         assert after == before, f"{command[0]} left changed or missing outputs"
+
+
+def test_transaction_moves_every_output_only_when_its_check_passes(tmp_path):
+    from stages.atomic import after_commit, transaction, write_text
+
+    done = []
+    write_text(tmp_path / "a.json", "old a")
+
+    def refuse():
+        raise ValueError("params changed")
+
+    with pytest.raises(ValueError), transaction(refuse):
+        write_text(tmp_path / "a.json", "new a")
+        with atomic_path(tmp_path / "folder") as tmp:
+            tmp.mkdir()
+            (tmp / "w").write_text("w")
+        after_commit(lambda: done.append("cleared"))
+        assert (tmp_path / "a.json").read_text() == "old a"  # deferred
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    assert (tmp_path / "a.json").read_text() == "old a" and done == []
+
+    with transaction(lambda: None):
+        write_text(tmp_path / "a.json", "first")
+        write_text(tmp_path / "a.json", "second")  # written twice: the last write counts
+        after_commit(lambda: done.append((tmp_path / "a.json").read_text()))
+    assert (tmp_path / "a.json").read_text() == "second" and done == ["second"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_litter_of_dead_writers_is_swept_and_live_ones_kept(tmp_path):
+    from stages.atomic import sweep
+
+    dead, live = 2**22 + 12345, os.getppid()
+    for name in (f".x.tmp-{dead}", f".y.old-{dead}", f".x.tmp-{live}", ".keep", "x"):
+        (tmp_path / name).write_text("")
+    sweep(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep", f".x.tmp-{live}", "x"]

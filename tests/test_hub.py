@@ -15,8 +15,8 @@ import pytest
 
 from stages import hub
 from stages.params import Hub, read_yaml
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # google/flan-t5-base at 7bcac57 (shared/FACTS.md): every weight format the repo holds.
 FLAN_T5_BASE = [".gitattributes", "README.md", "config.json", "generation_config.json",
@@ -118,13 +118,13 @@ def silent_hub():
 
 
 def test_a_hub_that_never_answers_fails_in_one_line_within_the_timeout(tmp_path: Path, silent_hub: str) -> None:
-    raw = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"]["revision"] = COMMIT
     raw["hub"]["timeout_s"] = 3
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps(raw), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    env.update(HF_ENDPOINT=silent_hub, HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO))
+    env.update(HF_ENDPOINT=silent_hub, HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "stages.split", "--params", str(params)], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=120)
@@ -145,13 +145,13 @@ def test_pin_writes_the_branch_commit_into_params_keeping_comments(tmp_path: Pat
     (cache / "snapshots" / COMMIT).mkdir(parents=True)
     (cache / "snapshots" / COMMIT / "train.csv").write_text("id,dialogue,summary,topic\n")
     params = tmp_path / "params.yaml"
-    params.write_text((REPO / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "stages.hub", "pin", "--params", str(params)]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{params}: data.revision: main -> {COMMIT}\n"
-    before = (REPO / "params.yaml").read_text(encoding="utf-8")
+    before = (ROOT / "params.yaml").read_text(encoding="utf-8")
     assert params.read_text(encoding="utf-8") == before.replace("revision: main\n", f"revision: {COMMIT}\n")
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert again.stdout == f"{params}: revisions already pinned\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from demo.make_sample import generate, main
+from tests.conftest import ROOT
 
-REPO = Path(__file__).parents[1]
-SAMPLE = REPO / "data" / "sample" / "dialogsum_sample.jsonl"
+SAMPLE = ROOT / "data" / "sample" / "dialogsum_sample.jsonl"
 TURN = re.compile(r"#Person\d#: ")
 MULTI_REF_ID = re.compile(r"^(sample_\d{5})_([123])$")
 

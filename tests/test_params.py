@@ -15,9 +15,9 @@ from ruamel.yaml import YAML
 
 from demo.run import demo_params
 from stages.params import ParamsError, load_params, parse_params, read_yaml
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
-PARAMS = REPO / "params.yaml"
+PARAMS = ROOT / "params.yaml"
 
 
 def shipped() -> dict:
@@ -31,7 +31,7 @@ def write_yaml(path: Path, raw: object) -> Path:
 
 
 def subprocess_env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
 
 
 def test_shipped_params_describe_the_reference_recipe() -> None:
@@ -164,7 +164,7 @@ def test_exponent_without_dot_is_a_float(tmp_path: Path) -> None:
 
 
 def test_params_cli_prints_resolved_params_that_load_again() -> None:
-    result = subprocess.run([sys.executable, "-m", "stages.params"], cwd=REPO, env=subprocess_env(),
+    result = subprocess.run([sys.executable, "-m", "stages.params"], cwd=ROOT, env=subprocess_env(),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert parse_params(read_yaml(result.stdout)) == load_params(PARAMS)
@@ -188,7 +188,7 @@ def test_stage_with_bad_params_fails_in_one_line_and_writes_nothing(tmp_path: Pa
 def test_params_and_split_import_without_torch() -> None:
     code = ("import sys, stages.params, stages.sources, stages.split\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(),
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from stages.params import read_yaml
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL_COMMIT = "7bcac572ce56db69c1ea7c8af255c5d7c9672fc2"  # params.yaml model.revision
 DATA_COMMIT = "d1a105d1a105d1a105d1a105d1a105d1a105d1a1"  # where the rehearsal's `main` points
 DECOYS = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")

@@ -104,8 +104,8 @@ def test_two_fresh_runs_give_identical_outputs(twin_runs):
         untimed = lambda m: {k: v for k, v in m.items() if k not in COST_KEYS}  # noqa: E731
         assert untimed(a) == untimed(b), name
     for tsv in ("train/loss.tsv", "eval/loss.tsv"):
-        rows = [[line.split("\t")[:2] for line in (p / "metrics/train_lora/plots/metrics" / tsv).read_text().splitlines()]
-                for p in twin_runs]
+        curves = [(p / "metrics/train_lora/plots/metrics" / tsv).read_text() for p in twin_runs]
+        rows = [[line.split("\t")[:2] for line in text.splitlines()] for text in curves]
         assert rows[0] == rows[1]
 
 

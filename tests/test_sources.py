@@ -11,8 +11,8 @@ import pytest
 
 from stages.params import Data, Hub, load_params
 from stages.sources import COLUMNS, DataError, load, load_file, load_hub
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 HUB = Hub(timeout_s=5)
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # Source column names unlike ours, so the mapping in data.columns is exercised.
@@ -26,7 +26,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def base_data() -> Data:
-    data = load_params(REPO / "params.yaml").data
+    data = load_params(ROOT / "params.yaml").data
     return data.model_copy(update={"columns": data.columns.model_copy(update=MAPPING)})
 
 

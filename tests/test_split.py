@@ -13,8 +13,8 @@ from demo.make_sample import generate
 from stages.params import SPLITS, SplitFractions, read_yaml
 from stages.sources import COLUMNS, DataError, dialogue_key
 from stages.split import POOLED, allocate, from_source, main, stratified
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 RECIPE = SplitFractions(train=0.8, validation=0.1, test=0.1)
 EVEN = SplitFractions(train=0.5, validation=0.25, test=0.25)
 
@@ -118,7 +118,7 @@ def write_params(tmp_path: Path, rows: list[dict], topic: str | None = "topic", 
     is stratified (as the demo's) unless ``split`` says otherwise."""
     data = tmp_path / "dialogs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    raw = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["data"].update(source="file", file=str(data))
     raw["data"]["columns"]["topic"] = topic
     raw["split"].update({"strategy": "stratified", **split})

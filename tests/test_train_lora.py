@@ -8,8 +8,8 @@ import pytest
 
 from stages import modeling
 from stages.errors import ModelError
-from stages.params import Lora
 from stages.finetune import FINGERPRINT, newest_checkpoint, prepare_checkpoints
+from stages.params import Lora
 from stages.train_lora import add_lora
 
 LORA = Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none", task_type="SEQ_2_SEQ_LM")

@@ -22,7 +22,7 @@ def actionlint(*args: str, stdin: str | None = None) -> subprocess.CompletedProc
     local = Path(sys.executable).parent / "actionlint"
     binary = str(local) if local.is_file() else shutil.which("actionlint")
     if binary is None:
-        pytest.fail("actionlint is not installed: pip install -c constraints.txt -r requirements.txt")
+        pytest.fail("actionlint is not installed: make setup installs it (the test extra)")
     return subprocess.run([binary, "-no-color", *args], cwd=ROOT, input=stdin, capture_output=True, text=True)
 
 
