@@ -36,22 +36,22 @@ import json
 import logging
 import math
 import random
+import string
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+PROMPT = "Summarize the following conversation. Summary:"  # params.yaml's prompt.template, less the dialogue
 
 SPECIAL = ["<pad>", "</s>", "<unk>"]
 SENTINELS = 100
 SIZE = dict(d_model=128, d_kv=32, d_ff=512, num_layers=2, num_decoder_layers=2, num_heads=4)
 
 
-def corpus(n_dialogues: int, seed: int) -> tuple[list[str], list[str]]:
-    """Fresh dialogues and summaries from the sample generator, disjoint from the sample."""
+def corpus(n_dialogues: int, seed: int) -> list[str]:
+    """Fresh dialogues (never their summaries) from the sample generator, disjoint from the sample."""
     from demo.make_sample import generate
 
-    rows = generate(n_dialogues, seed)
-    dialogues = list(dict.fromkeys(r["dialogue"] for r in rows))
-    return dialogues, [r["summary"] for r in rows]
+    return list(dict.fromkeys(r["dialogue"] for r in generate(n_dialogues, seed)))
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -62,7 +62,9 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("\n", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    alphabet = sorted({c for t in texts for c in t if not c.isspace()})
+    # Every printable ASCII character too: the pretraining text has no summaries, and summaries
+    # use a few characters dialogues never do (';'), which would otherwise become <unk>.
+    alphabet = sorted({c for t in texts for c in t if not c.isspace()} | set(string.printable.strip()))
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, unk_token="<unk>",
                                       initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(texts, trainer)
@@ -79,7 +81,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 def _round_scores(tok):
     """The Unigram trainer works in hash-map order, which Rust randomises per process: the last
     bits of the scores change run to run, and characters it saw too rarely to score get the
-    lowest scores, 1e-4 apart, in random order. Pieces sorted by rounded score, then by name,
+    lowest scores, 1e-4 apart, in random order. Pieces sorted by score, near-tied ones by name,
     given the sorted scores in turn, make the tokenizer (and the model trained on it)
     reproducible."""
     from tokenizers import Tokenizer
@@ -87,8 +89,15 @@ def _round_scores(tok):
     spec = json.loads(tok.to_str())
     vocab = spec["model"]["vocab"]
     special, pieces = vocab[: len(SPECIAL)], vocab[len(SPECIAL):]
-    scores = sorted((round(s, 6) for _, s in pieces), reverse=True)
-    names = [p for p, _ in sorted(pieces, key=lambda ps: (-round(ps[1], 2), ps[0]))]
+    pieces = sorted(pieces, key=lambda ps: -ps[1])
+    scores = [round(s, 6) for _, s in pieces]
+    # Near-tied pieces (scores < 1e-3 apart, chained) form one group, ordered by name: rounding
+    # to fixed decimals would split such a band at a rounding boundary that differs run to run.
+    group, groups = 0, []
+    for i, (_, score) in enumerate(pieces):
+        group += i > 0 and pieces[i - 1][1] - score >= 1e-3
+        groups.append(group)
+    names = [p for _, p in sorted(zip(groups, (p for p, _ in pieces)))]
     spec["model"]["vocab"] = special + [[p, s] for p, s in zip(names, scores)]
     return Tokenizer.from_str(json.dumps(spec))
 
@@ -128,8 +137,34 @@ def span_corrupt(ids: list[int], rng: random.Random, sentinel_ids: list[int], eo
     return source, target
 
 
+def _poisson(rng: random.Random, lam: float) -> int:
+    # Knuth's method: the stdlib has no Poisson sampler, and numpy's would need its own seed.
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k, p = k + 1, p * rng.random()
+    return k
+
+
+def text_infill(ids: list[int], rng: random.Random, mask: int, eos: int, noise: float = 0.3,
+                mean_span: float = 3.0) -> tuple[list[int], list[int]]:
+    """BART's objective: spans (Poisson lengths) covering ``noise`` of the tokens each become ONE
+    mask token in the input, and the target is the whole original text. Most target tokens are
+    visible in the input, so the decoder learns to copy from the encoder (names, numbers, places),
+    which is what a summary needs and what span corruption never asks of it."""
+    n = len(ids)
+    masked = [False] * n
+    budget = round(n * noise)
+    while budget > 0 and n:
+        length = min(budget, max(1, _poisson(rng, mean_span)))
+        start = rng.randrange(n)
+        masked[start:start + length] = [True] * len(masked[start:start + length])
+        budget -= length
+    source = [mask if m else t for i, (t, m) in enumerate(zip(ids, masked)) if not (m and i and masked[i - 1])]
+    return source + [eos], ids + [eos]
+
+
 def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr: float,
-             seed: int, window: int = 128) -> list[float]:
+             seed: int, objective: str = "denoise", window: int = 128) -> list[float]:
     import torch
     from tqdm.auto import tqdm
 
@@ -142,9 +177,15 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr
         opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))))
     model.train()
     losses = []
-    for _ in (bar := tqdm(range(steps), desc="span-corruption pretraining")):
-        pairs = [span_corrupt(_window(encoded[rng.randrange(len(encoded))], window, rng), rng,
-                              sentinel_ids, tokenizer.eos_token_id) for _ in range(batch_size)]
+    eos = tokenizer.eos_token_id
+    for step in (bar := tqdm(range(steps), desc=f"{objective} pretraining", mininterval=30)):
+        pairs = []
+        for k in range(batch_size):
+            ids = _window(encoded[rng.randrange(len(encoded))], window, rng)
+            if objective == "span" or (objective == "mix" and k % 2):
+                pairs.append(span_corrupt(ids, rng, sentinel_ids, eos))
+            else:
+                pairs.append(text_infill(ids, rng, sentinel_ids[0], eos))
         src = _pad([s for s, _ in pairs], 0)
         tgt = _pad([t for _, t in pairs], -100)
         loss = model(input_ids=src, attention_mask=(src != 0).long(), labels=tgt).loss
@@ -174,11 +215,14 @@ def _pad(rows: list[list[int]], value: int):
 MODEL_CARD = """# tiny-t5 (offline demo base model)
 
 A {params:,}-parameter T5 ({size}) with flan-T5's architecture choices (gated-gelu, no decoder
-output rescaling), a {vocab}-token Unigram vocabulary (incl. 100 sentinels) and span-corruption
-pretraining for {steps} steps on {n_dialogues} generated dialogues and {n_summaries} summaries, each
-text on its own (seed {seed}, not the demo data's seed). It has learned how the sample's
-dialogues and summaries read, never to summarize.
-Made by `python -m demo.make_tiny_t5 --steps {steps}`; final pretraining loss {loss:.3f}.
+output rescaling) and a {vocab}-token Unigram vocabulary (incl. 100 sentinels), pretrained for
+{steps} steps with the `{objective}` objective on {n_dialogues} generated dialogues (seed {seed},
+not the demo data's seed; no summaries). `denoise` is BART's text infilling: spans covering 30 %
+of a dialogue window each become one mask token, and the model writes the whole window back, so
+its decoder has learned to copy from its encoder. It has never seen a summary: it cannot
+summarize before fine-tuning.
+Made by `python -m demo.make_tiny_t5 --steps {steps} --objective {objective}`; final
+pretraining loss {loss:.3f}.
 """
 
 
@@ -187,9 +231,10 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo/tiny-t5")
-    parser.add_argument("--steps", type=int, default=1800)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--objective", choices=["denoise", "span", "mix"], default="denoise")
     parser.add_argument("--n-dialogues", type=int, default=3000)
     parser.add_argument("--vocab-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1234)
@@ -200,19 +245,19 @@ def main(argv: list[str] | None = None) -> None:
 
     from stages.atomic import atomic_path
 
-    dialogues, summaries = corpus(args.n_dialogues, args.seed)
-    tokenizer = train_tokenizer(dialogues + summaries + ["Summarize the following conversation. Summary:"],
-                                args.vocab_size)
+    dialogues = corpus(args.n_dialogues, args.seed)
+    # The prompt's words too, so the prompt tokenizes into whole pieces, as it will in the demo.
+    tokenizer = train_tokenizer(dialogues + [PROMPT], args.vocab_size)
     model = build_model(len(tokenizer), args.seed)
-    losses = pretrain(model, tokenizer, dialogues + summaries, args.steps, args.batch_size, args.lr,
-                      args.seed)
+    losses = pretrain(model, tokenizer, dialogues, args.steps, args.batch_size, args.lr, args.seed,
+                      args.objective)
     params = sum(p.numel() for p in model.parameters())
     with atomic_path(args.out) as out:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         (out / "README.md").write_text(MODEL_CARD.format(
             params=params, size=json.dumps(SIZE), vocab=len(tokenizer), steps=args.steps,
-            n_dialogues=len(dialogues), n_summaries=len(summaries), seed=args.seed, loss=sum(losses[-50:]) / len(losses[-50:])))
+            objective=args.objective, n_dialogues=len(dialogues), seed=args.seed, loss=sum(losses[-50:]) / len(losses[-50:])))
     from stages.modeling import folder_hash
 
     log.info("wrote %s: %d parameters, final loss %.3f; pin it in params with revision: '%s'",

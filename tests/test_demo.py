@@ -46,10 +46,29 @@ def test_committed_tiny_model_matches_its_pin_and_shape():
 
 
 def test_tiny_model_script_is_deterministic(tmp_path):
-    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300"]
+    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300", "--objective", "mix"]
     make_tiny_t5.main([*args, "--out", str(tmp_path / "a")])
     make_tiny_t5.main([*args, "--out", str(tmp_path / "b")])
     assert modeling.folder_hash(tmp_path / "a") == modeling.folder_hash(tmp_path / "b")
+
+
+def test_text_infill_masks_spans_with_one_token_and_asks_for_the_whole_text():
+    import random
+
+    ids, mask, eos = list(range(10, 110)), 5, 1
+    source, target = make_tiny_t5.text_infill(ids, random.Random(0), mask, eos, noise=0.3)
+    assert target == ids + [eos]  # the decoder writes the whole input back: it learns to copy
+    assert source[-1] == eos and mask in source
+    kept = [t for t in source[:-1] if t != mask]
+    assert kept == sorted(kept) and set(kept) <= set(ids)  # what is left stays in order
+    assert all(not (a == b == mask) for a, b in zip(source, source[1:]))  # one mask per span
+    assert 70 <= len(kept) <= 85  # up to 30 % of the tokens masked (spans may overlap)
+
+
+def test_tiny_model_pretrains_on_dialogues_only():
+    dialogues = make_tiny_t5.corpus(40, 1234)
+    sample = {json.loads(line)["dialogue"] for line in (ROOT / "data/sample/dialogsum_sample.jsonl").open()}
+    assert dialogues and not sample & set(dialogues)  # another seed: none of the demo's data
 
 
 def test_tiny_tokenizer_keeps_every_character_of_the_sample():
