@@ -178,7 +178,7 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr
     model.train()
     losses = []
     eos = tokenizer.eos_token_id
-    for step in (bar := tqdm(range(steps), desc=f"{objective} pretraining", mininterval=30)):
+    for _ in (bar := tqdm(range(steps), desc=f"{objective} pretraining", mininterval=30)):
         pairs = []
         for k in range(batch_size):
             ids = _window(encoded[rng.randrange(len(encoded))], window, rng)
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer.save_pretrained(out)
         (out / "README.md").write_text(MODEL_CARD.format(
             params=params, size=json.dumps(SIZE), vocab=len(tokenizer), steps=args.steps,
-            objective=args.objective, n_dialogues=len(dialogues), seed=args.seed, loss=sum(losses[-50:]) / len(losses[-50:])))
+            objective=args.objective, n_dialogues=len(dialogues), seed=args.seed,
+            loss=sum(losses[-50:]) / len(losses[-50:])))
     from stages.modeling import folder_hash
 
     log.info("wrote %s: %d parameters, final loss %.3f; pin it in params with revision: '%s'",
