@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from stages.params import load_params
 from tests.conftest import copy_project, dvc, set_params
 
 
@@ -16,14 +17,15 @@ def read_jsonl(path):
 
 
 def test_two_process_training_matches_one_process(built_project, tmp_path):
-    # Same effective batch: 8 x 1 process x 2 accumulation (the built project) == 4 x 2 processes
-    # x 2 accumulation.
+    # Same effective batch: 8 x 1 process (the built project) == 4 x 2 processes, at the demo's
+    # gradient accumulation in both.
     one = built_project
     assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 8
     two = set_params(copy_project(one, tmp_path / "two"), train__batch_size=4, train__processes=2)
     dvc(two, "repro", "train_lora")
     m1, m2 = (json.loads((p / "metrics" / "train_lora.json").read_text()) for p in (one, two))
-    assert m1["effective_batch_size"] == m2["effective_batch_size"] == 16
+    accumulation = load_params(one / "params.yaml").train.gradient_accumulation_steps
+    assert m1["effective_batch_size"] == m2["effective_batch_size"] == 8 * accumulation
     assert m2["steps"] == m1["steps"] == 20
     assert m2["best_eval_loss"] == pytest.approx(m1["best_eval_loss"], rel=0.05)
     assert sorted(p.name for p in (two / "models" / "lora").iterdir()) == [
