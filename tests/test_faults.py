@@ -42,9 +42,17 @@ def assert_same_as_reference(project: Path, reference: Path) -> None:
         assert rows[0] == rows[1], tsv
 
 
+def _default_sigint() -> None:
+    # A job started in the background by a non-interactive shell (as CI may run the suite)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: give the stage the
+    # Ctrl-C a terminal would deliver.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_training(project: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
