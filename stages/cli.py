@@ -53,7 +53,7 @@ def _on_signal(signum, frame):
 
 def os_error_line(exc: OSError) -> str:
     reason = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
-    where = exc.filename if exc.filename is not None else None
+    where = exc.filename
     return f"error: {reason}: {where}" if where else f"error: {reason} ({exc})"
 
 

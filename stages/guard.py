@@ -28,9 +28,12 @@ class ChangedWhileRunning(InputError):
     """params.yaml or an input changed while the stage ran; its results are not recorded."""
 
 
-def _sections(params_file: Path, names: tuple[str, ...]) -> dict:
+def _read(params_file: Path) -> dict:
     raw = read_yaml(params_file.read_text(encoding="utf-8"))
-    raw = raw if isinstance(raw, dict) else {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _sections(raw: dict, names: tuple[str, ...]) -> dict:
     return {name: raw.get(name) for name in names}
 
 
@@ -47,8 +50,7 @@ def digest(sections: dict) -> str:
     return hashlib.sha256(json.dumps(sections, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _data_roots(params_file: Path) -> list[Path]:
-    raw = read_yaml(params_file.read_text(encoding="utf-8"))
+def _data_roots(raw: dict) -> list[Path]:
     paths, data = (raw.get("paths") or {}), (raw.get("data") or {})
     roots = [paths.get(k) for k in ("split", "tokenized", "models", "predictions")]
     if data.get("source") == "file":
@@ -75,8 +77,9 @@ class Guard:
 
     def __init__(self, params_file: str | Path, sections: tuple[str, ...]):
         self.params_file, self.names = Path(params_file), tuple(sections)
-        self.sections = _sections(self.params_file, self.names)
-        self.roots = _data_roots(self.params_file)
+        raw = _read(self.params_file)
+        self.sections = _sections(raw, self.names)
+        self.roots = _data_roots(raw)
         self.files = _files(self.roots)
 
     @property
@@ -85,7 +88,7 @@ class Guard:
         return digest(self.sections)
 
     def check(self) -> None:
-        now = _sections(self.params_file, self.names)
+        now = _sections(_read(self.params_file), self.names)
         if now != self.sections:
             old = {k.lstrip("."): v for k, v in _flatten(self.sections, "").items()}
             new = {k.lstrip("."): v for k, v in _flatten(now, "").items()}

@@ -88,6 +88,11 @@ def bound_requests(timeout_s: float) -> None:
     set_client_factory(factory)
 
 
+def allowed(repo_type: str) -> list[str]:
+    """What loading reads from a repo of this type: the only files ever downloaded."""
+    return list(MODEL_FILES if repo_type == "model" else DATA_FILES)
+
+
 def download(repo_id: str, revision: str, repo_type: str, hub: Hub, key: str) -> Path:
     """The local snapshot folder of ``repo_id`` at commit ``revision`` (named after the commit).
 
@@ -97,7 +102,7 @@ def download(repo_id: str, revision: str, repo_type: str, hub: Hub, key: str) ->
     from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = list(MODEL_FILES if repo_type == "model" else DATA_FILES)
+    patterns = allowed(repo_type)
     where = f"{repo_type} {repo_id}@{revision}"
     try:  # cached: no hub call at all
         return Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type,
@@ -129,9 +134,8 @@ def resolve_commit(repo_id: str, revision: str, repo_type: str, hub: Hub) -> str
     where = f"{repo_type} {repo_id}@{revision}"
     try:
         if constants.is_offline_mode():
-            patterns = list(MODEL_FILES if repo_type == "model" else DATA_FILES)
             return Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type,
-                                          allow_patterns=patterns, local_files_only=True)).name
+                                          allow_patterns=allowed(repo_type), local_files_only=True)).name
         bound_requests(hub.timeout_s)
         info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=hub.timeout_s)
     except Exception as exc:
