@@ -26,7 +26,11 @@ def test_demo_params_are_the_recipe_with_stated_overrides():
     merged = parse_params(demo_params())
     recipe = parse_params(read_yaml((ROOT / "params.yaml").read_text()))
     overridden = read_yaml((ROOT / "demo" / "params.yaml").read_text())
-    assert merged.lora == recipe.lora  # the demo trains the recipe's LoRA, not another one
+    # The recipe's LoRA (rank, alpha, task), on every linear layer and without dropout: the two
+    # departures demo/params.yaml states, and no other.
+    departures = {"target_modules": recipe.lora.target_modules, "dropout": recipe.lora.dropout}
+    assert merged.lora.model_copy(update=departures) == recipe.lora
+    assert set(recipe.lora.target_modules) < set(merged.lora.target_modules)
     assert merged.model.name == "demo/tiny-t5" and merged.data.source == "file"
     assert recipe.baselines == merged.baselines == []  # base vs LoRA; the full fine-tune is a switch
     assert parse_params(demo_params(baselines=["full"])).baselines == ["full"]
@@ -46,7 +50,7 @@ def test_committed_tiny_model_matches_its_pin_and_shape():
 
 
 def test_tiny_model_script_is_deterministic(tmp_path):
-    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300", "--objective", "mix"]
+    args = ["--steps", "3", "--n-dialogues", "60", "--vocab-size", "300", "--next-every", "2"]
     make_tiny_t5.main([*args, "--out", str(tmp_path / "a")])
     make_tiny_t5.main([*args, "--out", str(tmp_path / "b")])
     assert modeling.folder_hash(tmp_path / "a") == modeling.folder_hash(tmp_path / "b")
@@ -63,6 +67,25 @@ def test_text_infill_masks_spans_with_one_token_and_asks_for_the_whole_text():
     assert kept == sorted(kept) and set(kept) <= set(ids)  # what is left stays in order
     assert all(not (a == b == mask) for a, b in zip(source, source[1:]))  # one mask per span
     assert 70 <= len(kept) <= 85  # up to 30 % of the tokens masked (spans may overlap)
+
+
+def test_next_turn_gives_the_turns_so_far_and_asks_for_the_next_one():
+    import random
+
+    turns, eos = [[10, 11], [20, 21, 22], [30], [40, 41]], 1
+    for seed in range(20):
+        source, target = make_tiny_t5.next_turn(turns, random.Random(seed), eos, window=4)
+        k = next(i for i, t in enumerate(turns) if target == t + [eos])  # exactly one whole turn
+        assert k >= 1 and source == [t for turn in turns[:k] for t in turn][-4:] + [eos]
+
+
+def test_turns_tokenize_to_the_dialogue():
+    """next_turn's inputs are the dialogue's own tokens: the turns, tokenized one by one, make
+    exactly the tokens of the whole dialogue (what text infilling sees)."""
+    tokenizer = modeling.load_tokenizer(ROOT / "demo" / "tiny-t5")
+    for dialogue in make_tiny_t5.corpus(20, 1234):
+        turns = [ids[:-1] for ids in tokenizer(dialogue.split("\n"))["input_ids"]]
+        assert [t for turn in turns for t in turn] == tokenizer(dialogue)["input_ids"][:-1]
 
 
 def test_tiny_model_pretrains_on_dialogues_only():
