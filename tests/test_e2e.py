@@ -53,9 +53,12 @@ def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_rep
         assert train["wall_time_s"] > 0 and train["input_tokens_per_second"] > 0 and train["weights_mb"] > 0
     assert (project / "models" / "lora" / "adapter_model.safetensors").is_file()
     assert (project / "models" / "full" / "model.safetensors").is_file()
-    # LoRA trains a sliver of the weights the full fine-tune trains, and saves far less
-    assert full["trainable_params"] == full["total_params"] > 10 * lora["trainable_params"]
-    assert full["weights_mb"] > 10 * lora["weights_mb"]
+    # The full fine-tune trains every weight; LoRA only its adapter (the base's weights frozen), and
+    # saves only the adapter. (Not "a sliver": the demo's LoRA on every linear layer of a 128-wide
+    # model is a third of its size.)
+    assert full["trainable_params"] == full["total_params"]
+    assert lora["trainable_params"] == lora["total_params"] - full["total_params"] > 0
+    assert lora["weights_mb"] < full["weights_mb"] * 1.05 * lora["trainable_params"] / full["total_params"]
     examples = (project / "metrics" / "examples.md").read_text()
     assert examples.count("- **lora**") == examples.count("- **full**") == 5
 
