@@ -179,6 +179,13 @@ def next_turn(turns: list[list[int]], rng: random.Random, eos: int, window: int)
     return source + [eos], turns[k][:window] + [eos]
 
 
+def turn_ids(tokenizer, dialogue: str) -> list[list[int]]:
+    """A dialogue's turns, tokenized one by one (no </s>). The normalizer makes "\n" a space and
+    every word starts with the metaspace, so the turns concatenate to exactly the dialogue's
+    tokens: next_turn sees the same tokens text infilling does."""
+    return [ids[:-1] for ids in tokenizer(dialogue.split("\n"))["input_ids"]]
+
+
 def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr: float,
              seed: int, objective: str = "denoise+next", next_every: int = 2,
              window: int = 128) -> list[float]:
@@ -187,9 +194,7 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr
 
     rng = random.Random(seed)
     encoded = [ids[:-1] for ids in tokenizer(texts)["input_ids"]]  # drop </s>
-    # Per turn, tokenized alone: the normalizer makes "\n" a space and every word starts with
-    # the metaspace, so the turns concatenate to exactly the dialogue's tokens.
-    turns = [[ids[:-1] for ids in tokenizer(t.split("\n"))["input_ids"]] for t in texts]
+    turns = [turn_ids(tokenizer, t) for t in texts]
     sentinel_ids = tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(SENTINELS)])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
@@ -202,6 +207,8 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr
         pairs = []
         for k in range(batch_size):
             d = rng.randrange(len(encoded))
+            # Drawn for every example, next-turn ones too (which do not use it): the random
+            # stream, and so the committed model's weights, depend on it.
             ids = _window(encoded[d], window, rng)
             if objective == "span" or (objective == "mix" and k % 2):
                 pairs.append(span_corrupt(ids, rng, sentinel_ids, eos))

@@ -84,7 +84,8 @@ def test_turns_tokenize_to_the_dialogue():
     exactly the tokens of the whole dialogue (what text infilling sees)."""
     tokenizer = modeling.load_tokenizer(ROOT / "demo" / "tiny-t5")
     for dialogue in make_tiny_t5.corpus(20, 1234):
-        turns = [ids[:-1] for ids in tokenizer(dialogue.split("\n"))["input_ids"]]
+        turns = make_tiny_t5.turn_ids(tokenizer, dialogue)
+        assert len(turns) == dialogue.count("\n") + 1
         assert [t for turn in turns for t in turn] == tokenizer(dialogue)["input_ids"][:-1]
 
 
