@@ -186,6 +186,51 @@ def turn_ids(tokenizer, dialogue: str) -> list[list[int]]:
     return [ids[:-1] for ids in tokenizer(dialogue.split("\n"))["input_ids"]]
 
 
+def gap_turns(turns: list[list[int]], rng: random.Random, mask: int, eos: int, window: int,
+              ratio: float = 0.3) -> tuple[list[int], list[int]]:
+    """PEGASUS's gap-sentence generation, on turns: of a run of whole turns (at most ``window``
+    tokens), the ``ratio`` that share the most words with the rest (unigram F1, PEGASUS's
+    "principal" selection) each become ONE mask token in the input, and the target is those turns.
+    Their words are mostly elsewhere in the input, but not in order: the decoder learns to pick
+    them out of the encoder, as a summary must pick a dialogue's names and amounts."""
+    start = rng.randrange(len(turns) - 1) if len(turns) > 1 else 0
+    chunk, size = [], 0
+    for turn in turns[start:]:
+        if chunk and size + len(turn) > window:
+            break
+        chunk.append(turn[:window])
+        size += len(chunk[-1])
+    if len(chunk) < 2:  # one turn left: nothing to recover it from; ask for it from the one before
+        chunk = [t[:window // 2] for t in turns[max(0, start - 1):start + 1]]
+
+    def f1(i: int) -> float:
+        own = set(chunk[i])
+        rest = {t for j, turn in enumerate(chunk) if j != i for t in turn}
+        both = len(own & rest)
+        return 2 * both / (len(own) + len(rest)) if both else 0.0
+
+    m = max(1, round(ratio * len(chunk)))
+    picked = set(sorted(range(len(chunk)), key=lambda i: (-f1(i), i))[:m])
+    source = [t for i, turn in enumerate(chunk) for t in ([mask] if i in picked else turn)]
+    target = [t for i in sorted(picked) for t in chunk[i]]
+    return source + [eos], target + [eos]
+
+
+# Which task each example of a batch gets, by its position in the batch (cycled).
+OBJECTIVES = {
+    "denoise": ("infill",),
+    "span": ("span",),
+    "mix": ("infill", "span"),
+    "denoise+next": None,  # infill, and every --next-every'th example a next turn
+    "denoise+next+gap": ("infill", "next", "gap"),
+    "next+gap": ("next", "gap"),
+}
+
+
+def tasks(objective: str, next_every: int) -> tuple[str, ...]:
+    return OBJECTIVES[objective] or ("infill",) * (next_every - 1) + ("next",)
+
+
 def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr: float,
              seed: int, objective: str = "denoise+next", next_every: int = 2,
              window: int = 128) -> list[float]:
@@ -203,17 +248,21 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, batch_size: int, lr
     model.train()
     losses = []
     eos = tokenizer.eos_token_id
+    cycle = tasks(objective, next_every)
     for _ in (bar := tqdm(range(steps), desc=f"{objective} pretraining", mininterval=30)):
         pairs = []
         for k in range(batch_size):
             d = rng.randrange(len(encoded))
-            # Drawn for every example, next-turn ones too (which do not use it): the random
+            # Drawn for every example, turn-level ones too (which do not use it): the random
             # stream, and so the committed model's weights, depend on it.
             ids = _window(encoded[d], window, rng)
-            if objective == "span" or (objective == "mix" and k % 2):
+            task = cycle[k % len(cycle)]
+            if task == "span":
                 pairs.append(span_corrupt(ids, rng, sentinel_ids, eos))
-            elif objective == "denoise+next" and k % next_every == next_every - 1:
+            elif task == "next":
                 pairs.append(next_turn(turns[d], rng, eos, window))
+            elif task == "gap":  # its own mask token, as PEGASUS's: a missing turn, not a span
+                pairs.append(gap_turns(turns[d], rng, sentinel_ids[1], eos, window))
             else:
                 pairs.append(text_infill(ids, rng, sentinel_ids[0], eos))
         src = _pad([s for s, _ in pairs], 0)
@@ -265,8 +314,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--objective", choices=["denoise+next", "denoise", "span", "mix"], default="denoise+next",
-                        help="denoise+next: text infilling, and one example in --next-every a next turn")
+    parser.add_argument("--objective", choices=list(OBJECTIVES), default="denoise+next",
+                        help="denoise+next: text infilling, and one example in --next-every a next turn; "
+                             "the others cycle their tasks over a batch (gap: PEGASUS's gap turns)")
     parser.add_argument("--next-every", type=int, default=2)
     parser.add_argument("--n-dialogues", type=int, default=3000)
     parser.add_argument("--vocab-size", type=int, default=1000)

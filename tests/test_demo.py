@@ -79,6 +79,35 @@ def test_next_turn_gives_the_turns_so_far_and_asks_for_the_next_one():
         assert k >= 1 and source == [t for turn in turns[:k] for t in turn][-4:] + [eos]
 
 
+def test_gap_turns_masks_the_turns_most_like_the_rest_and_asks_for_them():
+    import random
+
+    # Turn 1 shares the most words with the others, turn 3 none: 30 % of 4 turns is one gap.
+    turns, mask, eos = [[10, 11, 12], [10, 11, 20, 21], [20, 21, 30], [40, 41]], 5, 1
+    seen = set()
+    for seed in range(30):
+        source, target = make_tiny_t5.gap_turns(turns, random.Random(seed), mask, eos, window=100)
+        assert source.count(mask) == 1 and source[-1] == eos and target[-1] == eos
+        gap = source.index(mask)
+        restored = source[:gap] + target[:-1] + source[gap + 1:-1]  # the gap filled back in
+        start = next(i for i in range(len(turns)) if restored == [t for turn in turns[i:] for t in turn])
+        seen.add(start)
+        if start == 0:  # the whole dialogue: the principal turn is the gap
+            assert target == turns[1] + [eos]
+    assert 0 in seen and len(seen) > 1  # runs start at random turns
+    # A window too small for two turns still yields an example, never an empty one.
+    source, target = make_tiny_t5.gap_turns(turns, random.Random(0), mask, eos, window=3)
+    assert len(source) > 1 and len(target) > 1
+
+
+def test_objectives_keep_the_committed_task_order():
+    """``denoise+next`` with --next-every 2 (the committed base) alternates infilling and a next turn
+    in each batch; the order decides the random stream, and so the weights."""
+    assert make_tiny_t5.tasks("denoise+next", 2) == ("infill", "next")
+    assert make_tiny_t5.tasks("denoise+next", 4) == ("infill", "infill", "infill", "next")
+    assert make_tiny_t5.tasks("mix", 2) == ("infill", "span")
+
+
 def test_turns_tokenize_to_the_dialogue():
     """next_turn's inputs are the dialogue's own tokens: the turns, tokenized one by one, make
     exactly the tokens of the whole dialogue (what text infilling sees)."""
