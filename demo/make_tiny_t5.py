@@ -296,20 +296,47 @@ MODEL_CARD = """# tiny-t5 (offline demo base model)
 A {params:,}-parameter T5 ({size}) with flan-T5's architecture choices (gated-gelu, no decoder
 output rescaling) and a {vocab}-token Unigram vocabulary (incl. 100 sentinels), pretrained for
 {steps} steps with the `{objective}` objective on {n_dialogues} generated dialogues (seed {seed},
-not the demo data's seed; no summaries). `denoise` is BART's text infilling: spans covering 30 %
-of a dialogue window each become one mask token, and the model writes the whole window back, so
-its decoder has learned to copy from its encoder; `+next` makes one example in {next_every} the next
-turn of a conversation from the turns before it, so an input without a mask token is a
-conversation to go on with. It has never seen a summary: it cannot summarize before
+not the demo data's seed; no summaries). {tasks} It has never seen a summary: it cannot summarize before
 fine-tuning.
 Made by `{command}`; final pretraining loss {loss:.3f}.
 """
 
+# What each task asks, for the model card (the committed base's card words its two tasks as below).
+TASK_TEXT = {
+    "infill": "`infill` is BART's text infilling: spans covering 30 % of a dialogue window each become "
+              "one mask token, and the model writes the whole window back (copying from its encoder)",
+    "next": "`next` is the next turn of a conversation from the turns before it (an input without a "
+            "mask token is a conversation to go on with)",
+    "gap": "`gap` is PEGASUS's gap turns: the 30 % of a run of turns most like the rest each become one "
+           "mask token, and the model writes them (copying out of order)",
+    "span": "`span` is T5's span corruption: spans become sentinels, and the model writes the missing spans",
+}
+DENOISE_NEXT_TEXT = """`denoise` is BART's text infilling: spans covering 30 %
+of a dialogue window each become one mask token, and the model writes the whole window back, so
+its decoder has learned to copy from its encoder; `+next` makes one example in {next_every} the next
+turn of a conversation from the turns before it, so an input without a mask token is a
+conversation to go on with."""
 
-def main(argv: list[str] | None = None) -> None:
-    import torch
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_card(args: argparse.Namespace, params: int, vocab: int, n_dialogues: int, loss: float) -> str:
+    """The folder's README.md. It is part of the folder's sha256 pin, so the same command must
+    write the same card: ``--out`` (where it went) is left out of the command it records."""
+    if args.objective == "denoise+next":
+        text = DENOISE_NEXT_TEXT.format(next_every=args.next_every)
+    else:
+        cycle = tasks(args.objective, args.next_every)
+        text = (f"The examples of a batch take the tasks {', '.join(cycle)} in turn: "
+                + "; ".join(TASK_TEXT[t] for t in dict.fromkeys(cycle)) + ".")
+    command = " ".join(["python -m demo.make_tiny_t5", *(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")])
+    return MODEL_CARD.format(params=params, size=json.dumps(SIZE), vocab=vocab, steps=args.steps,
+                             objective=args.objective, n_dialogues=n_dialogues, seed=args.seed,
+                             tasks=text, command=command, loss=loss)
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m demo.make_tiny_t5", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo/tiny-t5")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -321,7 +348,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-dialogues", type=int, default=3000)
     parser.add_argument("--vocab-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1234)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    args = arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     # One thread, fixed: the float reductions (and so the weights) depend on the thread count, and
     # a model this small trains as fast on one thread as on two (measured: 1.7 steps/s either way).
@@ -340,12 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(args.out) as out:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
-        (out / "README.md").write_text(MODEL_CARD.format(
-            params=params, size=json.dumps(SIZE), vocab=len(tokenizer), steps=args.steps,
-            objective=args.objective, n_dialogues=len(dialogues), seed=args.seed,
-            next_every=args.next_every, command=" ".join(["python -m demo.make_tiny_t5", *(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")]),
-            loss=sum(losses[-50:]) / len(losses[-50:])))
+        (out / "README.md").write_text(model_card(args, params, len(tokenizer), len(dialogues),
+                                                  sum(losses[-50:]) / len(losses[-50:])))
     from stages.modeling import folder_hash
 
     log.info("wrote %s: %d parameters, final loss %.3f; pin it in params with revision: '%s'",

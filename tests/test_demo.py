@@ -56,6 +56,22 @@ def test_tiny_model_script_is_deterministic(tmp_path):
     assert modeling.folder_hash(tmp_path / "a") == modeling.folder_hash(tmp_path / "b")
 
 
+def test_committed_model_card_is_what_its_command_writes():
+    """The card is part of the folder's pin: the command it records must write it again, word
+    for word (only the final loss needs the training run)."""
+    import re
+    import shlex
+
+    card = (ROOT / "demo" / "tiny-t5" / "README.md").read_text()
+    command = re.search(r"Made by `python -m demo.make_tiny_t5 ([^`]*)`", card).group(1)
+    args = make_tiny_t5.arg_parser().parse_args(shlex.split(command))
+    loss = float(re.search(r"final pretraining loss ([0-9.]+)\.", card).group(1))
+    assert make_tiny_t5.model_card(args, 1_322_240, 1100, 3000, loss) == card
+    gap = make_tiny_t5.model_card(make_tiny_t5.arg_parser().parse_args(["--objective", "next+gap"]),
+                                  1, 1, 1, 0.0)
+    assert "take the tasks next, gap in turn" in gap and "PEGASUS" in gap and "`denoise`" not in gap
+
+
 def test_text_infill_masks_spans_with_one_token_and_asks_for_the_whole_text():
     import random
 
