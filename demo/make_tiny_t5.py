@@ -301,7 +301,7 @@ fine-tuning.
 Made by `{command}`; final pretraining loss {loss:.3f}.
 """
 
-# What each task asks, for the model card (the committed base's card words its two tasks as below).
+# What each task asks, for the model card.
 TASK_TEXT = {
     "infill": "`infill` is BART's text infilling: spans covering 30 % of a dialogue window each become "
               "one mask token, and the model writes the whole window back (copying from its encoder)",
@@ -311,22 +311,14 @@ TASK_TEXT = {
            "mask token, and the model writes them (copying out of order)",
     "span": "`span` is T5's span corruption: spans become sentinels, and the model writes the missing spans",
 }
-DENOISE_NEXT_TEXT = """`denoise` is BART's text infilling: spans covering 30 %
-of a dialogue window each become one mask token, and the model writes the whole window back, so
-its decoder has learned to copy from its encoder; `+next` makes one example in {next_every} the next
-turn of a conversation from the turns before it, so an input without a mask token is a
-conversation to go on with."""
 
 
 def model_card(args: argparse.Namespace, params: int, vocab: int, n_dialogues: int, loss: float) -> str:
     """The folder's README.md. It is part of the folder's sha256 pin, so the same command must
     write the same card: ``--out`` (where it went) is left out of the command it records."""
-    if args.objective == "denoise+next":
-        text = DENOISE_NEXT_TEXT.format(next_every=args.next_every)
-    else:
-        cycle = tasks(args.objective, args.next_every)
-        text = (f"The examples of a batch take the tasks {', '.join(cycle)} in turn: "
-                + "; ".join(TASK_TEXT[t] for t in dict.fromkeys(cycle)) + ".")
+    cycle = tasks(args.objective, args.next_every)
+    text = (f"The examples of a batch take the tasks {', '.join(cycle)} in turn: "
+            + "; ".join(TASK_TEXT[t] for t in dict.fromkeys(cycle)) + ".")
     command = " ".join(["python -m demo.make_tiny_t5", *(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")])
     return MODEL_CARD.format(params=params, size=json.dumps(SIZE), vocab=vocab, steps=args.steps,
