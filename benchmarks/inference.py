@@ -35,9 +35,11 @@ def merged_copy(peft_model):
 
 
 def pipeline(model, tokenizer, dialogues: list[str], template, cfg, device: str) -> list[str]:
+    from stages import prompt
     from stages.infer import generate
 
-    texts, _ = generate(model, tokenizer, dialogues, template, cfg, device)
+    prompts, _ = prompt.fit(tokenizer, template, dialogues)
+    texts, _ = generate(model, tokenizer, prompts, cfg, device)
     return texts
 
 

@@ -72,7 +72,7 @@ def tokenized_examples(tokenizer, template, n: int, seed: int) -> list[dict]:
 
     dialogues, summaries = synthetic_texts(n, len(tokenizer), seed)
     dataset, _ = tokenize_frame(pd.DataFrame({"dialogue": dialogues, "summary": summaries}),
-                                tokenizer, template)
+                                tokenizer, template, tokenizer_pin="synthetic")
     return dataset.to_list()  # rows of input_ids, attention_mask, labels, length
 
 

@@ -25,9 +25,9 @@ import time
 
 import pandas as pd
 
-from stages import cli, launch, modeling, prompt, sources
+from stages import cli, devices, launch, modeling, prompt, sources
 from stages.atomic import write_json, write_jsonl
-from stages.params import Generate, Prompt, load_params
+from stages.params import Generate, load_params
 
 log = logging.getLogger(__name__)
 PARAMS = ("paths", "model", "prompt", "generate")  # sections read = dvc.yaml's `params:` (tests/test_faults.py)
@@ -49,15 +49,15 @@ def generation_dtype(cfg: Generate):
     return torch.bfloat16 if modeling.use_bf16(cfg.bf16, "generate.bf16") else torch.float32
 
 
-def generate(model, tokenizer, dialogues: list[str], template: Prompt, cfg: Generate,
+def generate(model, tokenizer, texts: list[str], cfg: Generate,
              device: str) -> tuple[list[str], list[int]]:
-    """Greedy/beam generation in length-sorted batches; returns texts and token counts in input order."""
+    """Greedy/beam generation from prompts already fitted to the model's input length
+    (``prompt.fit``, as the tokenize stage fits the training data), in length-sorted batches;
+    returns texts and token counts in input order."""
     import torch
     from tqdm.auto import tqdm
 
-    texts = prompt.build_all(template, dialogues)
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True,
-                                             max_length=template.max_source_length)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # longest first: OOM shows at once
     outputs: list[str] = [""] * len(texts)
     counts: list[int] = [0] * len(texts)
@@ -65,8 +65,7 @@ def generate(model, tokenizer, dialogues: list[str], template: Prompt, cfg: Gene
     with torch.inference_mode(), tqdm(total=len(texts), desc="generating", unit="dialogue") as bar:
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
-            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
-                            truncation=True, max_length=template.max_source_length).to(device)
+            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True).to(device)
             out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                                  no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False)
             decoded = tokenizer.batch_decode(out, skip_special_tokens=True)
@@ -77,23 +76,21 @@ def generate(model, tokenizer, dialogues: list[str], template: Prompt, cfg: Gene
     return outputs, counts
 
 
-def generate_distributed(model, tokenizer, dialogues: list[str], template: Prompt,
-                         cfg: Generate) -> tuple[list[str], list[int]]:
-    """``generate`` on this process's share of the dialogues; every process gets all results."""
+def generate_distributed(model, tokenizer, texts: list[str], cfg: Generate) -> tuple[list[str], list[int]]:
+    """``generate`` on this process's share of the prompts; every process gets all results."""
     import torch
     import torch.distributed as dist
 
-    cuda = torch.cuda.is_available()
-    dist.init_process_group("nccl" if cuda else "gloo")
+    launch.init_process_group()  # on cuda:LOCAL_RANK with NCCL, so the gather below is too
     try:
-        mine = list(range(launch.rank(), len(dialogues), launch.world_size()))
-        device = f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu"
-        texts, counts = generate(model, tokenizer, [dialogues[i] for i in mine], template, cfg, device)
+        mine = list(range(launch.rank(), len(texts), launch.world_size()))
+        device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
+        outputs, counts = generate(model, tokenizer, [texts[i] for i in mine], cfg, device)
         shares: list = [None] * launch.world_size()
-        dist.all_gather_object(shares, (mine, texts, counts))
+        dist.all_gather_object(shares, (mine, outputs, counts))
     finally:
         dist.destroy_process_group()
-    outputs, lengths = [""] * len(dialogues), [0] * len(dialogues)
+    outputs, lengths = [""] * len(texts), [0] * len(texts)
     for indices, share_texts, share_counts in shares:
         for i, text, count in zip(indices, share_texts, share_counts):
             outputs[i], lengths[i] = text, count
@@ -107,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> None:
         params = load_params(args.params)
+        if not launch.launched():  # torchrun's workers inherit the GPUs claimed here
+            devices.claim(params.generate.processes, "generate.processes")
         if params.generate.processes > 1 and not launch.launched():
             launch.relaunch("stages.infer", params.generate.processes, sys.argv[1:])
         log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
@@ -118,22 +117,21 @@ def main(argv: list[str] | None = None) -> None:
         model = modeling.load_variant(resolved.folder, args.variant, params.paths.model_dir(args.variant),
                                       params.generate.merge_lora, dtype)
         started = time.perf_counter()
-        dialogues = test["dialogue"].tolist()
+        texts, cut = prompt.fit(tokenizer, params.prompt, test["dialogue"].tolist())
         if launch.world_size() > 1:
-            predictions, counts = generate_distributed(model, tokenizer, dialogues, params.prompt,
-                                                       params.generate)
+            predictions, counts = generate_distributed(model, tokenizer, texts, params.generate)
         else:
-            predictions, counts = generate(model, tokenizer, dialogues, params.prompt,
-                                           params.generate, modeling.device())
+            predictions, counts = generate(model, tokenizer, texts, params.generate, modeling.device())
         seconds = time.perf_counter() - started
         if launch.rank() > 0:
             return
         rows = test.assign(prediction=predictions, gen_tokens=counts).to_dict("records")
         write_jsonl(params.paths.predictions_file(args.variant), rows)
-        cost = {"dialogues": len(rows), "wall_time_s": round(seconds, 2),
+        cost = {"dialogues": len(rows), "source_truncated": sum(cut), "wall_time_s": round(seconds, 2),
                 "dialogues_per_second": round(len(rows) / seconds, 3),
                 "generated_tokens_per_second": round(sum(counts) / seconds, 1),
                 "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size(),
+                "devices": devices.in_use(),
                 "dtype": str(dtype).removeprefix("torch."),
                 "params_sha256": cli.params_digest()}  # of PARAMS as read
         write_json(params.paths.infer_metrics(args.variant), cost)

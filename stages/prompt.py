@@ -1,7 +1,9 @@
-"""The one prompt template, applied the same way at training and at inference time."""
+"""The one prompt template, applied and fitted to the model's input length the same way at
+training (``stages/tokenize.py``) and at inference (``stages/infer.py``) time."""
 
 from __future__ import annotations
 
+from stages.errors import InputError
 from stages.params import Prompt
 
 
@@ -12,3 +14,40 @@ def build(prompt: Prompt, dialogue: str) -> str:
 
 def build_all(prompt: Prompt, dialogues: list[str]) -> list[str]:
     return [build(prompt, d) for d in dialogues]
+
+
+def fit(tokenizer, prompt: Prompt, dialogues: list[str]) -> tuple[list[str], list[bool]]:
+    """Prompts that tokenize to at most ``max_source_length`` tokens (the closing ``</s>``
+    included), and which of them had to be cut.
+
+    A dialogue too long is cut at its end; the instruction around it stays whole. Cutting the
+    tokenized prompt instead (the tokenizer's own truncation) would drop ``Summary: ``, the cue
+    the model answers, exactly for the longest dialogues. Prompts that fit are returned
+    unchanged, so they tokenize as they always did.
+    """
+    texts = build_all(prompt, dialogues)
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    fitted, cut = [], []
+    for dialogue, text, length in zip(dialogues, texts, lengths):
+        too_long = length > prompt.max_source_length
+        fitted.append(_cut(tokenizer, prompt, dialogue, length) if too_long else text)
+        cut.append(too_long)
+    return fitted, cut
+
+
+def _cut(tokenizer, prompt: Prompt, dialogue: str, length: int) -> str:
+    """The prompt around the longest start of ``dialogue`` (whole tokens) that fits."""
+    limit = prompt.max_source_length
+    offsets = tokenizer(dialogue, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    keep = len(offsets) - (length - limit)
+    while keep > 0:
+        text = build(prompt, dialogue[:offsets[keep - 1][1]].rstrip())
+        length = len(tokenizer(text)["input_ids"])
+        if length <= limit:
+            return text
+        keep -= length - limit  # a cut can join or split a token at the seam: try again shorter
+    empty = len(tokenizer(build(prompt, ""))["input_ids"])
+    if empty <= limit:  # room for the template and not one token of dialogue
+        return build(prompt, "")
+    raise InputError(f"prompt.max_source_length: {limit} tokens cannot hold the template itself "
+                     f"({empty} tokens with an empty dialogue)")

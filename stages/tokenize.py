@@ -2,7 +2,7 @@
 
 Reads params ``paths``, ``model``, ``prompt``.
 
-Applies the prompt template and the model's tokenizer, truncating to the max lengths, and stores
+Applies the prompt template and the model's tokenizer, fitting to the max lengths, and stores
 the result with ``datasets.save_to_disk``. Nothing is padded here: the trainer pads each batch to
 its own longest example and pads labels with -100 (ignored by the loss), where the reference lab
 padded everything to 512 and counted padding in the loss. The test split is not tokenized: the
@@ -26,33 +26,37 @@ PARAMS = ("paths", "model", "prompt")  # sections read = dvc.yaml's `params:` (t
 TOKENIZED_SPLITS = ("train", "validation")
 
 
-def tokenize_frame(frame: pd.DataFrame, tokenizer, template: Prompt):  # -> datasets.Dataset
+def tokenize_frame(frame: pd.DataFrame, tokenizer, template: Prompt, tokenizer_pin: str):  # -> datasets.Dataset
     """``input_ids``, ``attention_mask``, ``labels`` and ``length`` per row, plus truncation counts.
 
-    ``length`` (the source length) lets the trainer group batches by length without
-    re-measuring the whole data set at start-up.
+    Sources are fitted to ``max_source_length`` by ``prompt.fit`` (a long dialogue is cut, the
+    instruction kept), exactly as the infer stage fits the test dialogues. ``length`` (the source
+    length) lets the trainer group batches by length without re-measuring the whole data set at
+    start-up. ``tokenizer_pin`` identifies the tokenizer by content (the model's hub commit or
+    folder hash), never by where it happens to be on disk.
     """
     import datasets
 
     def encode(batch: dict) -> dict:
-        sources = tokenizer(prompt.build_all(template, batch["dialogue"]))["input_ids"]
+        texts, cut = prompt.fit(tokenizer, template, batch["dialogue"])
+        inputs = tokenizer(texts)["input_ids"]
         targets = tokenizer(text_target=batch["summary"])["input_ids"]
-        inputs = [_truncate(ids, template.max_source_length) for ids in sources]
         return {
             "input_ids": inputs,
             "attention_mask": [[1] * len(ids) for ids in inputs],
             "labels": [_truncate(ids, template.max_target_length) for ids in targets],
             "length": [len(ids) for ids in inputs],
-            "source_truncated": [len(ids) > template.max_source_length for ids in sources],
+            "source_truncated": cut,
             "target_truncated": [len(ids) > template.max_target_length for ids in targets],
         }
 
     dataset = datasets.Dataset.from_pandas(frame[["dialogue", "summary"]], preserve_index=False)
     # datasets cannot hash a closure over a tokenizer and would stamp the saved data with a
-    # random fingerprint, so two identical runs would write different bytes. Name it ourselves.
+    # random fingerprint, so two identical runs would write different bytes. Name it ourselves,
+    # from content only: the same data and tokenizer give the same bytes in any cache folder.
     fingerprint = hashlib.sha256(json.dumps(
         [frame["dialogue"].tolist(), frame["summary"].tolist(), template.model_dump(),
-         tokenizer.name_or_path, len(tokenizer)]).encode()).hexdigest()[:16]
+         tokenizer_pin, len(tokenizer)]).encode()).hexdigest()[:16]
     encoded = dataset.map(encode, batched=True, remove_columns=dataset.column_names,
                           desc="tokenizing", new_fingerprint=fingerprint)
     stats = {
@@ -78,11 +82,12 @@ def main(argv: list[str] | None = None) -> None:
 
         params = load_params(args.params)
         log.info("tokenize params: model=%s prompt=%s", params.model, params.prompt)
-        tokenizer = modeling.load_tokenizer(modeling.resolve(params.model, params.hub).folder)
+        resolved = modeling.resolve(params.model, params.hub)
+        tokenizer = modeling.load_tokenizer(resolved.folder)
         splits, metrics = {}, {}
         for name in TOKENIZED_SPLITS:
             frame = pd.read_parquet(params.paths.split_file(name))
-            splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt)
+            splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt, resolved.pin)
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))
         write_json(params.paths.tokenize_metrics(), {**metrics, "params_sha256": cli.params_digest()})

@@ -8,6 +8,7 @@ import pytest
 from stages import modeling
 from stages.infer import generate, group_references
 from stages.params import Generate, Prompt
+from stages.prompt import build_all
 
 PROMPT = Prompt(template="Summarize the following conversation.\n\n{dialogue}\n\nSummary: ",
                 max_source_length=512, max_target_length=128)
@@ -33,15 +34,16 @@ def test_length_sorted_batches_return_outputs_in_input_order(tiny_model):
     model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
     one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, merge_lora=False,
                    processes=1, bf16=False)
-    texts_one, counts_one = generate(model, tokenizer, dialogues, PROMPT, one, "cpu")
+    prompts = build_all(PROMPT, dialogues)
+    texts_one, counts_one = generate(model, tokenizer, prompts, one, "cpu")
     batched = one.model_copy(update={"batch_size": 3})
-    texts_batched, counts_batched = generate(model, tokenizer, dialogues, PROMPT, batched, "cpu")
+    texts_batched, counts_batched = generate(model, tokenizer, prompts, batched, "cpu")
     assert texts_one == texts_batched
     assert counts_one == counts_batched
     assert all(0 < c <= 13 for c in counts_one)  # at most max_new_tokens + the start token
 
 
-def infer_project(folder, tiny_model, **generate) -> None:
+def infer_project(folder, tiny_model, prompt: dict | None = None, **generate) -> None:
     """A folder holding what the infer stage reads for ``--variant base``: params (the demo's,
     with the tiny model by absolute path and ``generate`` updated) and a four-row test split."""
     import os
@@ -54,6 +56,7 @@ def infer_project(folder, tiny_model, **generate) -> None:
     params = demo_params()
     params["model"]["name"] = str(tiny_model)
     params["generate"].update(max_new_tokens=4, batch_size=4, **generate)
+    params["prompt"].update(prompt or {})
     with open(os.path.join(folder, "params.yaml"), "w") as f:
         YAML(typ="safe", pure=True).dump(params, f)
     split = folder / params["paths"]["split"]
@@ -73,6 +76,7 @@ def test_generate_bf16_setting_is_recorded_on_cpu(tmp_path, monkeypatch, tiny_mo
     infer.main(["--variant", "base"])
     metrics = json.loads((tmp_path / "metrics" / "infer_base.json").read_text())
     assert metrics["dtype"] == recorded  # auto: fp32 where there is no GPU with bf16
+    assert metrics["devices"] == "cpu" and metrics["source_truncated"] == 0
     assert len((tmp_path / "data" / "predictions" / "base.jsonl").read_text().splitlines()) == 4
 
 
@@ -107,5 +111,21 @@ def test_bf16_cast_of_a_merged_adapter_generates_on_cpu(tmp_path, tiny_model):
     tokenizer = modeling.load_tokenizer(tiny_model)
     cfg = Generate(max_new_tokens=6, num_beams=1, no_repeat_ngram_size=0, batch_size=2, merge_lora=True,
                    processes=1, bf16=True)
-    texts, counts = generate(model, tokenizer, ["#Person1#: Hello.\n#Person2#: Hi."] * 3, PROMPT, cfg, "cpu")
+    texts, counts = generate(model, tokenizer, build_all(PROMPT, ["#Person1#: Hello.\n#Person2#: Hi."] * 3), cfg, "cpu")
     assert len(texts) == 3 and all(0 < c <= 7 for c in counts)
+
+
+def test_truncated_test_dialogues_are_counted_and_keep_their_instruction(tmp_path, monkeypatch, tiny_model):
+    import json
+
+    from stages import infer
+
+    infer_project(tmp_path, tiny_model, prompt={"max_source_length": 48})
+    monkeypatch.chdir(tmp_path)
+    fed = []
+    real = infer.generate
+    monkeypatch.setattr(infer, "generate", lambda model, tok, texts, *a: fed.extend(texts) or real(model, tok, texts, *a))
+    infer.main(["--variant", "base"])
+    metrics = json.loads((tmp_path / "metrics" / "infer_base.json").read_text())
+    assert metrics["source_truncated"] == 4  # the sample's dialogues are all longer than 48 tokens
+    assert len(fed) == 4 and all(text.endswith("\n\nSummary: ") for text in fed)

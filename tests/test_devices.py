@@ -1,0 +1,119 @@
+"""A stage uses exactly the GPUs its params ask for, chosen before CUDA starts (a fake
+``nvidia-smi`` on PATH stands for the GPU box), and the process group lands on each rank's GPU."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from stages import devices, launch
+from stages.devices import DeviceError
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """claim() sets CUDA_VISIBLE_DEVICES for the process, as it must: undo it after each test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def fake_nvidia_smi(folder: Path, gpus: int) -> Path:
+    """A ``nvidia-smi`` that lists ``gpus`` H200s, as the driver's tool does with ``-L``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"echo 'GPU {i}: NVIDIA H200 (UUID: GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd)'\n"
+                    for i in range(gpus))
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\n{lines}")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+@pytest.fixture
+def eight_gpus(tmp_path, monkeypatch):
+    """A box with 8 GPUs that torch can use (CUDA itself is faked: nothing here touches it)."""
+    import torch
+
+    monkeypatch.setenv("PATH", f"{fake_nvidia_smi(tmp_path / 'bin', 8)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+def test_one_process_takes_one_gpu_of_eight(eight_gpus):
+    # Without this, the Trainer would wrap the model in nn.DataParallel over all 8 and train an
+    # 8x larger batch than params.yaml (and dvc.lock) say.
+    assert devices.claim(1, "train.processes") == ["0"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA's numbering = nvidia-smi's
+    assert devices.in_use() == "0"
+
+
+def test_n_processes_take_n_gpus(eight_gpus):
+    assert devices.claim(3, "generate.processes") == ["0", "1", "2"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2"  # torchrun's workers inherit it
+
+
+def test_the_users_cuda_visible_devices_is_the_pool(eight_gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,3,GPU-77")
+    assert devices.claim(2, "train.processes") == ["5", "3"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,3"
+
+
+def test_more_processes_than_gpus_is_one_line(eight_gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    with pytest.raises(DeviceError, match=r"^train.processes: 3 processes need 3 GPUs, one each, but 2 are visible \(4, 6\)$"):
+        devices.claim(3, "train.processes")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"  # left as it was
+
+
+def test_no_gpu_means_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi anywhere
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert devices.claim(2, "train.processes") == []
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert devices.in_use() == "cpu"
+
+
+def test_hidden_gpus_mean_cpu(eight_gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert devices.claim(1, "train.processes") == []
+
+
+def test_a_listed_gpu_that_torch_cannot_use_is_refused(tmp_path, monkeypatch):
+    """Never a silent CPU run on a GPU box: this machine's torch sees no GPU, nvidia-smi lists one."""
+    monkeypatch.setenv("PATH", f"{fake_nvidia_smi(tmp_path / 'bin', 1)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(DeviceError, match=r"^CUDA_VISIBLE_DEVICES=0: GPU 0 visible, but torch .*`make setup TORCH=cuda`"):
+        devices.claim(1, "train.processes")
+
+
+def test_nccl_group_starts_on_the_ranks_own_gpu(monkeypatch):
+    """Each rank sets its device (LOCAL_RANK) before NCCL starts and binds the group to it;
+    otherwise every rank's all_gather_object buffer lands on cuda:0."""
+    import torch
+    import torch.distributed as dist
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append((backend, kw)))
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    launch.init_process_group()
+    device = torch.device("cuda", 3)
+    assert calls == [("set_device", device), ("nccl", {"device_id": device})]
+
+
+def test_gloo_on_cpu(monkeypatch):
+    import torch
+    import torch.distributed as dist
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append((backend, kw)))
+    launch.init_process_group()
+    assert calls == [("gloo", {})]
