@@ -14,9 +14,12 @@ Writes ``<out>/gpu.json`` (``gpu-tiny.json`` with ``--tiny``) and prints a table
   (the infer stage with ``generate.bf16: false``) and with bf16 weights (its ``auto`` on a GPU
   with bf16). A one-at-a-time loop on a few dialogues gives the batching ratio on this card.
 
-MFU = model FLOPs / (seconds x the card's dense bf16 peak). Model FLOPs count real tokens only
-(padding is waste, not work) and the weights each token passes through, embeddings excluded
-(a lookup, not a matmul) and attention scores omitted (a few % at these lengths):
+MFU = model FLOPs / (seconds x the card's peak), the peak being what the card's datasheet gives
+for dense bf16 tensor-core math (never the sparsity figure), looked up by the name torch reports
+(``PEAK_BF16``); on a GPU not in that table MFU is not reported, and the table says so. Model
+FLOPs count real tokens only (padding is waste, not work) and the weights each token passes
+through, embeddings excluded (a lookup, not a matmul) and attention scores omitted (a few % at
+these lengths):
 training ``6 * (N_enc * T_src + N_dec * T_tgt)``, inference ``2 * (N_enc * T_src + N_dec * T_gen)``,
 where N_enc is the encoder's weights, N_dec the decoder's plus lm_head (LoRA's included), T_src
 the prompt tokens, T_tgt the summary tokens, T_gen the generated tokens. With LoRA the backward
@@ -30,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -39,9 +43,18 @@ from benchmarks.memory import PeakMemory
 log = logging.getLogger(__name__)
 SEED = 42
 
-# Dense bf16 peak FLOP/s by device name (first match wins: "H100 PCIe" before "H100").
-# H200: the bf16 matmul rate measured on our H200 (../shared/FACTS.md), below the datasheet's 989.
-PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 790e12), ("A100", 312e12))
+# The datasheets' dense bf16 tensor-core peak, FLOP/s, by a pattern of the device name torch or
+# nvidia-smi reports ("NVIDIA H200", "NVIDIA A100-SXM4-80GB", "NVIDIA L4"). First match wins, so
+# the PCIe and NVL variants come before their SXM part; \b keeps "L4" from matching "L40S".
+PEAK_BF16 = (
+    (r"\bH100 PCIe", 756e12),
+    (r"\bH100 NVL", 835e12),
+    (r"\bH200 NVL", 835e12),
+    (r"\b(H100|H200|GH200)\b", 989e12),  # SXM (and Grace Hopper)
+    (r"\bA100\b", 312e12),  # SXM and PCIe alike
+    (r"\bL40S\b", 362e12),
+    (r"\bL4\b", 121e12),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +76,15 @@ TINY = Workload(train_batch_size=2, train_steps=2, warmup_steps=1, infer_dialogu
 
 
 def peak_flops(device_name: str) -> float | None:
-    return next((peak for name, peak in PEAK_BF16 if name in device_name), None)
+    """The datasheet's dense bf16 peak of the GPU named ``device_name``; None when unknown."""
+    return next((peak for pattern, peak in PEAK_BF16 if re.search(pattern, device_name)), None)
+
+
+def peak_note(device: str, peak: float | None, source: str | None = None) -> str:
+    """What MFU is stated against, for a table's caption; ``source`` names a peak not from PEAK_BF16."""
+    if peak is None:
+        return f"MFU not reported: no datasheet dense bf16 peak known for {device}"
+    return f"MFU against {peak / 1e12:.0f} TFLOP/s ({source or 'the datasheet dense bf16 peak'})"
 
 
 def weights_per_token(model) -> tuple[int, int]:
@@ -196,8 +217,8 @@ def table(results: dict) -> str:
         return "-" if x is None else f"{100 * x:.1f} %"
 
     t = results["training_bf16_autocast"]
-    lines = [f"{results['device']}: {results['shape']} ({results['parameters']:,} parameters), "
-             f"peak {results['peak_bf16_flops'] or 'unknown'} FLOP/s bf16", "",
+    lines = [f"{results['device']}: {results['shape']} ({results['parameters']:,} parameters); "
+             f"{peak_note(results['device'], results['peak_bf16_flops'])}", "",
              "| path | rate | tokens/s | peak memory | model TFLOP/s | MFU |", "|---|---:|---:|---:|---:|---:|",
              f"| training, bf16 autocast, batch {t['batch_size']} | {t['samples_per_s']:.1f} samples/s | "
              f"{t['tokens_per_s']:,.0f} | {t['peak_memory_mb']:,.0f} MB | {t['model_tflops']:.2f} | {pct(t['mfu'])} |"]

@@ -13,8 +13,8 @@ workspace are never touched) whose params are ``params.yaml``, the recipe, with 
   12,460 train / 500 validation rows, and 500 test dialogues with three references each
   (1,500 rows), ids like the real ones (``train_<n>``, ``dev_<n>``, ``test_<n>_<k>``), read with
   ``data.source: file`` and ``split.strategy: source`` (its ``split`` column).
-- ``train.max_steps``: ``--max-steps`` (default 200: the recipe's 1000 would not fit in 8 minutes
-  with the machine's start-up); the table extrapolates training to the recipe's steps. Everything else is the
+- ``train.max_steps``: ``--max-steps`` (default 200: a fifth of the recipe's 1000 steps gives a
+  steady rate); the table extrapolates training to the recipe's steps. Everything else is the
   recipe: batch 32 with automatic batch sizing, accumulation 2, evaluation and checkpoints every
   100 steps, bf16 where the GPU has it, greedy generation of up to 200 tokens, batch 32.
 
@@ -31,7 +31,9 @@ out, lm_head counted in the decoder, LoRA's 1.4 % left out), T_src the real (non
 tokens the Trainer saw, T_tgt the target tokens (T_src x the tokenized train set's target/source
 ratio). With LoRA the frozen weights get no gradient, so a step executes about (2 + 2) N per
 token, 2/3 of the convention: the table gives the convention's MFU; the executed share is 2/3 of it.
-The training wall time includes its evaluations and checkpoints, so MFU is a lower bound.
+MFU is against the datasheet's dense bf16 peak of the GPU found (``benchmarks.gpu.PEAK_BF16``), or
+``--peak-tflops``; on a GPU in neither it is not reported, and the table says so. The training
+wall time includes its evaluations and checkpoints, so MFU is a lower bound.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 42
 ASSETS = "rehearsal-assets"  # in the scratch project, git-ignored there: model and data
 FP32_DIALOGUES = 128  # the fp32 generation run's share of the test set: four batches of 32
-DEFAULT_STEPS = 200  # the recipe's 1000 would not fit in 8 minutes with the machine's start-up
+DEFAULT_STEPS = 200  # enough for a steady rate; the table extrapolates to the recipe's steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,8 +392,10 @@ def table(r: dict) -> str:
                      f"training ~{t['recipe_training_s_estimate']:.0f} s, "
                      f"the whole pipeline ~{r['recipe_estimate_s'] / 60:.1f} min "
                      f"(if early stopping does not end it sooner).")
-        lines.append(f"Training FLOPs: {t['flops_formula']}; MFU against "
-                     f"{num(r['peak_bf16_flops'] and r['peak_bf16_flops'] / 1e12, '{:.0f}')} TFLOP/s bf16.")
+        from benchmarks.gpu import peak_note
+
+        lines.append(f"Training FLOPs: {t['flops_formula']}; "
+                     f"{peak_note(r['device'], r['peak_bf16_flops'], r.get('peak_source'))}.")
     return "\n".join(lines) + "\n"
 
 
@@ -424,7 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default=str(ROOT / "rehearsal-run"), help="scratch project (default: %(default)s)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the table")
     parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the GPU's bf16 peak for MFU (default: benchmarks.gpu's table; 790 on an H200)")
+                        help="the peak MFU is stated against, TFLOP/s (default: the datasheet's dense bf16 "
+                             "peak of the GPU found, from benchmarks/gpu.py's PEAK_BF16; set it for a GPU "
+                             "not listed there, or for a matmul rate you measured)")
     args = parser.parse_args(argv)
     from benchmarks.run import quiet_logging
 
@@ -474,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     results = summarize(workdir, params, times, memory, stage_metrics(workdir, paths.metrics), fp32,
                         device, peak, recipe_steps)
     results["mode"] = "tiny" if args.tiny else "full"
+    results["peak_source"] = "--peak-tflops" if args.peak_tflops else None
     results["rehearsal_wall_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

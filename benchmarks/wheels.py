@@ -1,21 +1,22 @@
-"""Gather, here, the wheels the GPU box needs to run the rehearsal: ``make gpu-wheels``.
+"""Bundle the wheels an air-gapped GPU cluster needs for the project: ``make gpu-wheels``.
 
-    python -m benchmarks.wheels [--dest .whl] [--limit-mib 56]
+    python -m benchmarks.wheels [--dest .whl] [--max-mib 56]
 
-The GPU box we test on (``../shared/FACTS.md``: Python 3.12, torch 2.11 CUDA, transformers 5.17,
-accelerate, peft, pandas, pyarrow, ...) cannot reach a package index. Everything else the
-rehearsal imports travels as wheels in ``.whl/`` (git-ignored), installed there with
+For GPU nodes that reach no package index: run this on a machine that does, carry ``.whl/``
+(git-ignored) across with the project, and install it there with
 ``pip install --no-index --no-deps --target /tmp/site .whl/*.whl`` (benchmarks/README.md).
+The target is CPython 3.12 on Linux x86-64 (``PLATFORM``, ``MARKERS``), in an image that already
+has a CUDA build of torch and the data stack, as the usual PyTorch containers do (``PROVIDED``).
 
 Which wheels: ``pyproject.toml``'s runtime dependencies and everything they require, at exactly
-the versions installed in this environment (the pinned, tested set: one version each), less what
-the box has and the 64 MiB cannot hold (torch and its CUDA libraries, numpy, pandas, pyarrow,
-sympy, networkx, lxml, psutil, pyyaml) and wandb (imported only with ``tracking.wandb: true``).
-Requirements are followed with their markers evaluated for CPython 3.12 on Linux x86-64, extras
-included. Each is fetched with the device notes' exact line (``pip download --no-deps
---only-binary=:all:`` for cp312 manylinux); a package that publishes no wheel (rouge-score) is
-built here into a pure-Python wheel. Writes ``<dest>/MANIFEST.txt`` and fails when the total would
-not fit beside the working tree in the device tool's 64 MiB.
+the versions installed in this environment (the pinned, tested set: one version each), less
+``PROVIDED`` (torch and its CUDA libraries, numpy, pandas, pyarrow, sympy, networkx, lxml, psutil,
+pyyaml: the image has them, and torch's CUDA build alone is several GB) and wandb (imported only
+with ``tracking.wandb: true``). Requirements are followed with their markers evaluated for the
+target, extras included. Each is fetched with ``pip download --no-deps --only-binary=:all:`` for
+cp312 manylinux; a package that publishes no wheel (rouge-score) is built here into a pure-Python
+wheel. Writes ``<dest>/MANIFEST.txt`` and fails when the total exceeds ``--max-mib``: set it to
+what your transfer medium or upload takes (0: no limit).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The box has these, and the 64 MiB that travels has no room for them: torch's CUDA build and its
-# libraries, the data stack, and what the packages it has require in any recent version (torch:
-# networkx; sacrebleu: lxml; accelerate: psutil, pyyaml). Not tokenizers and regex: transformers
-# 5.24 needs newer ones than 5.17's.
-ON_THE_BOX = {"torch", "triton", "numpy", "pandas", "pyarrow", "sympy", "mpmath", "networkx", "lxml", "psutil",
-              "pyyaml"}
+# What the cluster's image is expected to have (a CUDA PyTorch image): torch's CUDA build and its
+# libraries, the data stack, and what those require in any recent version (torch: networkx;
+# sacrebleu: lxml; accelerate: psutil, pyyaml). Not tokenizers and regex: the pinned transformers
+# needs newer ones than images commonly ship, so they travel. Edit this set to match your image.
+PROVIDED = {"torch", "triton", "numpy", "pandas", "pyarrow", "sympy", "mpmath", "networkx", "lxml", "psutil",
+            "pyyaml"}
 NOT_IMPORTED = {"wandb"}  # only with tracking.wandb: true; the rehearsal sets it false
 PLATFORM = ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_27_x86_64",
@@ -53,11 +54,11 @@ def canonical(name: str) -> str:
 
 
 def skipped(name: str) -> bool:
-    return name in ON_THE_BOX | NOT_IMPORTED or name.startswith(("nvidia-", "cuda-"))
+    return name in PROVIDED | NOT_IMPORTED or name.startswith(("nvidia-", "cuda-"))
 
 
 def closure(top: list[str]) -> dict[str, str]:
-    """name -> installed version, for ``top`` and every requirement they have on the box's Python."""
+    """name -> installed version, for ``top`` and every requirement they have on the target's Python."""
     from packaging.requirements import Requirement
 
     found: dict[str, str] = {}
@@ -102,9 +103,10 @@ def download(name: str, version: str, dest: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dest", default=str(ROOT / ".whl"))
-    parser.add_argument("--limit-mib", type=float, default=56.0,
-                        help="most the wheels may take: the device tool carries 64 MiB with the working tree "
-                             "(about 7 MiB) (default: %(default)s)")
+    parser.add_argument("--max-mib", type=float, default=56.0,
+                        help="fail when the wheels take more than this many MiB: set it to what your transfer "
+                             "medium or upload takes, less the project's working tree (about 7 MiB); "
+                             "0: no limit (default: %(default)s)")
     args = parser.parse_args(argv)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = closure(project["dependencies"])
@@ -121,9 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(wheels)} wheels, {total:.1f} MiB in {dest}")
     if len(wheels) != len(wanted):
         sys.exit(f"error: {len(wanted)} packages but {len(wheels)} wheels in {dest}")
-    if total > args.limit_mib:
-        sys.exit(f"error: {total:.1f} MiB of wheels is over --limit-mib {args.limit_mib:g}: the device tool "
-                 "would not carry them (drop what the GPU box already has)")
+    if args.max_mib and total > args.max_mib:
+        sys.exit(f"error: {total:.1f} MiB of wheels is over --max-mib {args.max_mib:g}: raise it if your transfer "
+                 "takes more, or add to PROVIDED what the cluster's image already has")
 
 
 if __name__ == "__main__":

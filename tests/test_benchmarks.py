@@ -138,12 +138,21 @@ def test_dvc_noop_is_skipped_where_the_pipeline_never_ran(tmp_path):
     assert "skipped" in overhead.dvc_noop(tmp_path)
 
 
-def test_peak_flops_by_device_name():
-    assert gpu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
-    assert gpu.peak_flops("NVIDIA H100 PCIe") == 756e12
-    assert gpu.peak_flops("NVIDIA H200") == 790e12
-    assert gpu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
-    assert gpu.peak_flops("Tesla T4") is None
+@pytest.mark.parametrize("name, tflops", [
+    ("NVIDIA H200", 989), ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA GH200 480GB", 989),  # SXM parts
+    ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 NVL", 835), ("NVIDIA H200 NVL", 835),
+    ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA A100-PCIE-40GB", 312), ("NVIDIA A100 80GB PCIe", 312),
+    ("NVIDIA L40S", 362), ("NVIDIA L4", 121),
+    ("NVIDIA L40", None), ("Tesla T4", None), ("NVIDIA A10G", None), ("cpu", None),  # not in the table
+])
+def test_peak_flops_is_the_datasheet_dense_bf16_peak_by_device_name(name, tflops):
+    assert gpu.peak_flops(name) == (None if tflops is None else tflops * 1e12)
+
+
+def test_peak_note_says_what_mfu_is_against_or_that_it_is_not_reported():
+    assert gpu.peak_note("NVIDIA H200", 989e12) == "MFU against 989 TFLOP/s (the datasheet dense bf16 peak)"
+    assert gpu.peak_note("NVIDIA H200", 800e12, "--peak-tflops") == "MFU against 800 TFLOP/s (--peak-tflops)"
+    assert gpu.peak_note("Tesla T4", None) == "MFU not reported: no datasheet dense bf16 peak known for Tesla T4"
 
 
 def test_gpu_benchmark_tiny_runs_on_cpu(tmp_path, monkeypatch, capsys):
@@ -156,7 +165,8 @@ def test_gpu_benchmark_tiny_runs_on_cpu(tmp_path, monkeypatch, capsys):
     assert train["mfu"] is None  # no peak known for a CPU
     assert set(results["inference"]) == {"float32", "bfloat16"}
     assert results["ratios"]["inference_fp32_vs_one_at_a_time"] > 0
-    assert "| MFU |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| MFU |" in out and "MFU not reported: no datasheet dense bf16 peak known for cpu" in out
 
 
 def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypatch, capsys):
@@ -187,3 +197,4 @@ def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypa
     table = (tmp_path / "rehearsal-tiny.md").read_text()
     assert "| train_lora |" in table or f"| {train['stage']} |" in table
     assert "fp32 (outside DVC)" in table and table in capsys.readouterr().out
+    assert "MFU not reported: no datasheet dense bf16 peak known for cpu" in table
