@@ -45,13 +45,17 @@ $(TORCH_STAMP):
 		sys.exit(f'error: TORCH=$(TORCH) but this torch is the {\"CUDA\" if cuda else \"CPU\"} build') if (cuda is None) != ('$(TORCH)' == 'cpu') else None"
 	touch $@
 
-# The project's dependencies as pyproject.toml declares them (runtime + the test extra), pinned by
+# The project's dependencies as pyproject.toml declares them (runtime + every extra), pinned by
 # constraints.txt. The project itself is not installed: the stages run as `python -m stages.x`
 # from the checkout, and DVC's experiment copies must import their own copy of the code.
+# pynvml is the deprecated distribution dvclive < 3.49.1 required: a venv made before keeps it, and
+# its .pth prints a FutureWarning on every import of the pynvml module (nvidia-ml-py's), which torch
+# and dvclive make in every stage.
 $(VENV)/.installed: pyproject.toml constraints.txt $(TORCH_STAMP)
 	$(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-		print('\n'.join(p['dependencies'] + p['optional-dependencies']['test']))" > $(VENV)/requirements.txt
+		print('\n'.join(p['dependencies'] + sum(p['optional-dependencies'].values(), [])))" > $(VENV)/requirements.txt
 	$(PIP) install -q -c constraints.txt -r $(VENV)/requirements.txt
+	if $(PIP) show -q pynvml 2>/dev/null; then $(PIP) uninstall -q -y pynvml; fi
 	touch $@
 
 # Debian's Chromium draws the `dvc plots` page in tests/test_e2e.py. Installed where the machine

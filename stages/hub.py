@@ -70,9 +70,13 @@ def bound_requests(timeout_s: float) -> None:
     ids) is kept: we add a hook to it. (Files stored with Xet travel through ``hf_xet``, which
     has its own timeouts and retries.)
     """
-    import httpx2
+    import httpx2  # huggingface_hub's HTTP client, declared in pyproject.toml beside it
     from huggingface_hub import set_client_factory
-    from huggingface_hub.utils._http import default_client_factory  # the hub's own client
+
+    # Private, and guarded: huggingface_hub has no public way to build its own client (the one
+    # set_client_factory replaces) to add a hook to. An upgrade that moves or changes it fails
+    # tests/test_hub.py::test_the_private_client_factory_bound_requests_builds_on_is_unchanged.
+    from huggingface_hub.utils._http import default_client_factory
 
     def with_timeout(request: httpx2.Request) -> None:
         asked = request.extensions.get("timeout", {})

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,83 @@ def silent_hub():
     server = SilentHub()
     yield f"http://127.0.0.1:{server.port}"
     server.stop()
+
+
+PRIVATE_FACTORY = "huggingface_hub.utils._http.default_client_factory"
+
+
+def test_the_private_client_factory_bound_requests_builds_on_is_unchanged() -> None:
+    """stages.hub.bound_requests adds its hook to the client this private function builds (no public
+    API builds the hub's own client). An upgrade that moves or changes it must fail here, loudly."""
+    import httpx2
+
+    try:
+        from huggingface_hub.utils._http import default_client_factory
+    except ImportError as exc:
+        pytest.fail(f"{PRIVATE_FACTORY} is gone ({exc}): stages.hub.bound_requests needs another way to "
+                    "bound the hub's requests")
+    client = default_client_factory()
+    try:
+        assert isinstance(client, httpx2.Client), f"{PRIVATE_FACTORY}() returns {type(client)}, not httpx2.Client"
+        hooks = client.event_hooks["request"]
+        assert isinstance(hooks, list) and hooks, (
+            f"{PRIVATE_FACTORY}() returns a client without the hub's request hook (offline check, request "
+            f"ids): {hooks!r}; stages.hub.bound_requests appends to that list")
+    finally:
+        client.close()
+
+
+class AnsweringServer(ThreadingHTTPServer):
+    """A loopback server that answers every GET with 200 and an empty body."""
+
+    def __init__(self) -> None:
+        class Ok(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        super().__init__(("127.0.0.1", 0), Ok)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def bounded_session(monkeypatch: pytest.MonkeyPatch):
+    """The hub's shared client after bound_requests(5), with a hook that records what it sends;
+    the hub's default client is restored afterwards."""
+    from huggingface_hub import constants, get_session, set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    hub.bound_requests(5)
+    session = get_session()
+    sent: list = []
+    session.event_hooks["request"].append(sent.append)  # after the hub's and ours: sees what goes out
+    server = AnsweringServer()
+    yield session, f"http://127.0.0.1:{server.server_address[1]}/", sent
+    server.shutdown()
+    server.server_close()
+    set_client_factory(default_client_factory)
+
+
+def test_bounded_requests_keep_the_hubs_own_client(bounded_session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    session, url, sent = bounded_session
+    assert session.get(url, timeout=None).status_code == 200  # how the hub client calls its API
+    assert session.get(url, timeout=2).status_code == 200  # a shorter timeout of the client's own
+    unbounded, shorter = (request.extensions["timeout"] for request in sent)
+    assert unbounded == {"connect": 5, "read": 5, "write": 5, "pool": 5}
+    assert shorter == {"connect": 2, "read": 2, "write": 2, "pool": 2}
+    assert all("X-Amzn-Trace-Id" in request.headers for request in sent)  # the hub's hook ran too
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OfflineModeIsEnabled):  # and its offline check still refuses
+        session.get(url)
+    assert len(sent) == 2
 
 
 def test_a_hub_that_never_answers_fails_in_one_line_within_the_timeout(tmp_path: Path, silent_hub: str) -> None:
