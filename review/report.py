@@ -12,6 +12,9 @@ Compares the workspace (or ``--rev-b``) with a git revision (``--rev``, alias ``
    against base in the new revision, and each variant whose outputs changed, new against old;
 3. the test dialogues whose LoRA summaries changed most (ROUGE-L), old and new side by side.
 
+Dialogues, human summaries and model outputs are untrusted text: they are shown as text, never as
+markup, links or mentions (``stages/markdown.py``), and so are params values.
+
 The bootstrap's resample count and seed and the number of examples come from params.yaml
 ``review`` (of the new revision); the flags override them for one report.
 
@@ -39,6 +42,7 @@ from review.revisions import (
     resolve,
     revision_params,
 )
+from stages.markdown import code_block, escape
 from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED
 
 if TYPE_CHECKING:
@@ -114,13 +118,14 @@ def params_section(changes: dict[str, dict]) -> list[str]:
     if not changes:
         return ["### Params", "", "No params changed.", ""]
     lines = ["### Params", "", "| param | old | new |", "|---|---|---|"]
-    lines += [f"| `{key}` | {c.get('old', '—')} | {c.get('new', '—')} |" for key, c in sorted(changes.items())]
+    lines += [f"| `{key}` | {escape(str(c.get('old', '—')))} | {escape(str(c.get('new', '—')))} |"
+              for key, c in sorted(changes.items())]
     return [*lines, ""]
 
 
 def metric_table(title: str, group: str, rows: list[tuple[str, str, dict]], old: Revision,
                  new: Revision) -> list[str]:
-    lines = [f"### {title}", "", f"| {group} | metric | {old.label} | {new.label} | Δ | Δ % |",
+    lines = [f"### {title}", "", f"| {group} | metric | {escape(old.label)} | {escape(new.label)} | Δ | Δ % |",
              "|---|---|---:|---:|---:|---:|"]
     for group, key, change in rows:
         name = SCORES.get(key, key)
@@ -228,17 +233,13 @@ def truncated(dialogue: str) -> str:
     return text + (f"\n… ({hidden} more lines)" if hidden > 0 else "")
 
 
-def cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
 def example(dialogue_id: str, old: Side, new: Side, variant: str) -> list[str]:
     row, key = new.predictions[variant][dialogue_id], f"{variant}.rougeL"
     before, after = old.scores[dialogue_id][key], new.scores[dialogue_id][key]
-    lines = [f"#### `{dialogue_id}`: ROUGE-L {before:.4f} → {after:.4f}", "", "```text",
-             truncated(row["dialogue"]).replace("```", "'''"), "```", "", "| | summary |", "|---|---|"]
-    lines += [f"| human {n} | {cell(ref)} |" for n, ref in enumerate(row["references"], 1)]
-    lines += [f"| {side.revision.label} | {cell(side.predictions[variant][dialogue_id]['prediction'])} |"
+    lines = [f"#### {escape(dialogue_id)}: ROUGE-L {before:.4f} → {after:.4f}", "",
+             code_block(truncated(row["dialogue"])), "", "| | summary |", "|---|---|"]
+    lines += [f"| human {n} | {escape(ref)} |" for n, ref in enumerate(row["references"], 1)]
+    lines += [f"| {escape(side.revision.label)} | {escape(side.predictions[variant][dialogue_id]['prediction'])} |"
               for side in (old, new)]
     return [*lines, ""]
 

@@ -13,7 +13,8 @@ the generic shape of a summary. How each number is computed is documented in
 ``stages/text_metrics.py``. The per-dialogue scores are kept for significance tests;
 ``scores_plot.json`` is the same numbers as rows for ``dvc plots`` (ROUGE times 100, so that it
 shares BLEU's 0-100 axis); the examples file puts a few dialogues, their human summaries and
-each variant's output side by side for reading.
+each variant's output side by side for reading, every text shown as text (``stages/markdown.py``:
+a model's output or a data set's dialogue can hold Markdown and HTML).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from stages import cli
 from stages.atomic import write_json, write_jsonl, write_text
 from stages.errors import DataError
+from stages.markdown import code_block, escape
 from stages.params import load_params
 from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED, derangement
 
@@ -70,9 +72,9 @@ def examples_markdown(by_variant: dict[str, list[dict]], count: int) -> str:
     first = by_variant[variants[0]]
     parts = [f"# Test dialogues side by side ({', '.join(variants)} vs human)\n"]
     for i, row in enumerate(first[:count]):
-        parts.append(f"## {row['id']}\n\n```text\n{row['dialogue']}\n```\n")
-        parts.extend(f"- **human {n + 1}**: {ref}" for n, ref in enumerate(row["references"]))
-        parts.extend(f"- **{v}**: {by_variant[v][i]['prediction']}" for v in variants)
+        parts.append(f"## {escape(row['id'])}\n\n{code_block(row['dialogue'])}\n")
+        parts.extend(f"- **human {n + 1}**: {escape(ref)}" for n, ref in enumerate(row["references"]))
+        parts.extend(f"- **{v}**: {escape(by_variant[v][i]['prediction'])}" for v in variants)
         parts.append("")
     return "\n".join(parts) + "\n"
 

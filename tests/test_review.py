@@ -69,7 +69,7 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
     assert "- base: outputs identical in both revisions" in markdown
 
     examples = markdown.split("### Test dialogues where the lora summaries differ most")[1]
-    assert examples.count("#### `") == 3 and examples.count("```text") == 3
+    assert examples.count("\n#### ") == 3 and examples.count("```text") == 3
     assert examples.count("| human 1 |") == 3 and examples.count("| HEAD |") == 3
     assert examples.count("| workspace |") == 3
 
