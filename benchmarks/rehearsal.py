@@ -72,7 +72,8 @@ TINY = Size(train=160, validation=24, test_dialogues=8)
 # --tiny: every stage runs, on CPU, in seconds each; the numbers mean nothing but the code paths.
 TINY_OVERRIDES = {
     "train": {"max_steps": 4, "eval_steps": 2, "logging_steps": 1, "warmup_steps": 1, "batch_size": 8,
-              "eval_batch_size": 32, "dataloader_workers": 0},
+              "eval_batch_size": 32},
+    "runtime": {"dataloader_workers": 0},
     "generate": {"max_new_tokens": 8, "batch_size": 16},
 }
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-from stages import atomic, cli, launch, modeling
+from stages import atomic, batching, cli, devices, launch, modeling
 from stages.atomic import atomic_path, write_json
 from stages.params import Params, Train, load_params
 
@@ -39,7 +39,7 @@ FINGERPRINT = "fingerprint.json"
 
 
 def training_args(train: Train, learning_rate: float, output_dir: Path, seed: int, bf16: bool,
-                  report_to: list[str]):
+                  report_to: list[str], dataloader_workers: int):
     import torch
     from transformers import Seq2SeqTrainingArguments
 
@@ -49,7 +49,9 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         max_steps=train.max_steps,
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.eval_batch_size,
-        auto_find_batch_size=train.auto_find_batch_size,
+        # Never the Trainer's own search (0.9x per OOM, restarts, ranks disagree): stages.batching
+        # settles the batch before training and keeps the effective batch.
+        auto_find_batch_size=False,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         max_grad_norm=train.max_grad_norm,
         warmup_steps=train.warmup_steps,
@@ -62,15 +64,19 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         save_steps=train.eval_steps,
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=True,
+        # A resume restores early stopping's patience counter (and the Trainer's control state):
+        # without it the counter restarts at 0 and a resumed run can stop at another step and keep
+        # another best model than the run that was never interrupted.
+        restore_callback_states_from_checkpoint=True,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=train.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
         ddp_find_unused_parameters=False,  # every trained weight is used: skip DDP's graph search
-        dataloader_num_workers=train.dataloader_workers,
+        dataloader_num_workers=dataloader_workers,
         include_num_input_tokens_seen="non_padding",  # for tokens per second in the cost figures
         seed=seed,
         data_seed=seed,
@@ -178,13 +184,23 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
     if curves is not None:
         callbacks.append(tracking.LiveCurves(curves))
     data = datasets.load_from_disk(params.paths.tokenized)
+    args = training_args(cfg, learning_rate, checkpoints, params.seed, bf16, report_to,
+                         params.runtime.dataloader_workers)
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                      pad_to_multiple_of=8 if bf16 else None)
+    if cfg.auto_find_batch_size and args.device.type == "cuda":
+        fits = batching.worst_case_probe(model, batching.worst_case(data["train"]), collator, args.device,
+                                         bf16, cfg.gradient_checkpointing)
+        args.per_device_train_batch_size, args.gradient_accumulation_steps = batching.settle(
+            fits, cfg.batch_size, cfg.gradient_accumulation_steps, batching.agree_across_ranks)
+    if args.n_gpu > 1:  # devices.claim gives each process one GPU; never nn.DataParallel
+        raise RuntimeError(f"this process sees {args.n_gpu} GPUs: devices.claim() was not called")
     return Seq2SeqTrainer(
         model=model,
-        args=training_args(cfg, learning_rate, checkpoints, params.seed, bf16, report_to),
+        args=args,
         train_dataset=data["train"],
         eval_dataset=data["validation"],
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
-                                             pad_to_multiple_of=8 if bf16 else None),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -259,8 +275,11 @@ def cost_metrics(trainer, output, wall: float, resume: Path | None, resumed_toke
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": round(100 * trainable / total, 4),
-        "batch_size": state.train_batch_size,  # what auto_find_batch_size settled on
-        "effective_batch_size": state.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        # What the batch probe settled on (stages/batching.py); the effective batch is params'.
+        "batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "devices": devices.in_use(),
         "best_eval_loss": state.best_metric,
         "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
         "steps": state.global_step,
@@ -282,8 +301,11 @@ def run(variant: str, doc: str, argv: list[str] | None,
 
     def body() -> None:
         params = load_params(args.params)
-        log.info("train %s params: seed=%s model=%s %s=%s train=%s tracking=%s", variant, params.seed,
-                 params.model, variant, getattr(params, variant), params.train, params.tracking)
+        log.info("train %s params: seed=%s model=%s %s=%s train=%s runtime=%s tracking=%s", variant,
+                 params.seed, params.model, variant, getattr(params, variant), params.train, params.runtime,
+                 params.tracking)
+        if not launch.launched():  # torchrun's workers inherit the GPUs claimed here
+            devices.claim(params.train.processes, "train.processes")
         if params.train.processes > 1 and not launch.launched():
             folder = params.paths.checkpoint_dir(variant)
             prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))

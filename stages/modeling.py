@@ -80,14 +80,35 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 
 
 def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedModel:
-    """A freshly loaded seq2seq model; ``dropout_rate`` overrides the config's when given."""
+    """A freshly loaded seq2seq model in fp32; ``dropout_rate`` overrides the config's when given.
+
+    The dtype is stated: transformers 5 loads in the dtype the checkpoint was published in
+    (``dtype="auto"``), so a base model published in bf16 would train, and merge the adapter, in
+    pure bf16. Training keeps fp32 master weights (bf16 is autocast, ``train.bf16``); generation
+    casts after loading and merging (``generate.bf16``).
+    """
+    import torch
     from transformers import AutoModelForSeq2SeqLM
 
     _refuse_pickle(folder)
     overrides = {} if dropout_rate is None else {"dropout_rate": dropout_rate}
     return AutoModelForSeq2SeqLM.from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=False, **overrides
+        folder, dtype=torch.float32, use_safetensors=True, trust_remote_code=False, **overrides
     )
+
+
+def published_name(model: Model) -> tuple[str, str | None]:
+    """How a trained artifact names its base model so that it loads on another machine: the hub
+    id and commit, or a local folder's path relative to the project (and no revision). Never the
+    cache folder it was loaded from, which exists on one machine only and would make the
+    artifact's bytes depend on ``HF_HOME``."""
+    local = Path(model.name)
+    if not local.is_dir():
+        return model.name, model.revision
+    try:
+        return local.resolve().relative_to(Path.cwd().resolve()).as_posix(), None
+    except ValueError:  # outside the project: the path as params give it
+        return model.name, None
 
 
 def load_variant(folder: Path, variant: str, trained: Path, merge: bool,

@@ -1,7 +1,7 @@
 """train_baseline@full: ``{paths.tokenized}`` -> fully fine-tuned model ``{paths.models}/full``
 + ``metrics/train_full.json``.
 
-Reads params ``seed``, ``paths``, ``model``, ``full``, ``train``, ``tracking``.
+Reads params ``seed``, ``paths``, ``model``, ``full``, ``train`` (and, changing no output, ``runtime``, ``tracking``).
 
 The baseline LoRA is measured against, as in the reference article: every weight of the base
 model trains, at ``full.learning_rate`` (far below LoRA's: full fine-tuning at LoRA's 1e-3 would
@@ -19,7 +19,7 @@ from stages import finetune, modeling
 from stages.params import Params
 
 log = logging.getLogger(__name__)
-PARAMS = ("seed", "paths", "model", "full", "train", "tracking")  # dvc.yaml's `params:`
+PARAMS = ("seed", "paths", "model", "full", "train")  # dvc.yaml's `params:`
 VARIANT = "full"
 
 

@@ -1,6 +1,6 @@
 """train_lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``.
 
-Reads params ``seed``, ``paths``, ``model``, ``lora``, ``train``, ``tracking``.
+Reads params ``seed``, ``paths``, ``model``, ``lora``, ``train`` (and, changing no output, ``runtime``, ``tracking``).
 
 Fine-tunes the base model with a LoRA adapter (peft) through HF's ``Seq2SeqTrainer`` at
 ``train.learning_rate``; the Trainer set-up, checkpoints, resume and cost figures are shared
@@ -18,7 +18,7 @@ from stages.errors import ModelError
 from stages.params import Lora, Params
 
 log = logging.getLogger(__name__)
-PARAMS = ("seed", "paths", "model", "lora", "train", "tracking")  # dvc.yaml's `params:`
+PARAMS = ("seed", "paths", "model", "lora", "train")  # dvc.yaml's `params:`
 VARIANT = "lora"
 
 
@@ -43,7 +43,16 @@ def add_lora(base, lora: Lora, seed: int):
     return get_peft_model(base, config)
 
 
-def save_adapter(model, folder: Path) -> None:
+def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None) -> None:
+    """Save the adapter; ``base`` = (name, revision) of its base model as
+    ``modeling.published_name`` gives it, recorded in its config and card instead of the folder
+    the base model was loaded from (peft's default)."""
+    if base is not None:
+        name, revision = base
+        for config in model.peft_config.values():
+            config.base_model_name_or_path, config.revision = name, revision
+        original = model.get_base_model()
+        original.config._name_or_path = original.name_or_path = name  # what peft's card names
     model.save_pretrained(str(folder), safe_serialization=True)
     # peft keeps target_modules as a set and writes it in hash order, which Python randomises
     # per process: identical runs would write different adapter configs.
@@ -62,7 +71,9 @@ def train(params: Params) -> dict | None:
                      params.lora, params.seed)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %d trainable of %d parameters (%.2f %%)", trainable, total, 100 * trainable / total)
-    metrics = finetune.fit(params, VARIANT, model, tokenizer, params.train.learning_rate, save_adapter)
+    base = modeling.published_name(params.model)
+    metrics = finetune.fit(params, VARIANT, model, tokenizer, params.train.learning_rate,
+                           lambda trained, folder: save_adapter(trained, folder, base))
     return None if metrics is None else metrics | {"model_revision": resolved.pin}
 
 

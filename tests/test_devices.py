@@ -66,7 +66,8 @@ def test_the_users_cuda_visible_devices_is_the_pool(eight_gpus, monkeypatch):
 
 def test_more_processes_than_gpus_is_one_line(eight_gpus, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    with pytest.raises(DeviceError, match=r"^train.processes: 3 processes need 3 GPUs, one each, but 2 are visible \(4, 6\)$"):
+    expected = r"^train.processes: 3 processes need 3 GPUs, one each, but 2 are visible \(4, 6\)$"
+    with pytest.raises(DeviceError, match=expected):
         devices.claim(3, "train.processes")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"  # left as it was
 
@@ -88,7 +89,8 @@ def test_a_listed_gpu_that_torch_cannot_use_is_refused(tmp_path, monkeypatch):
     """Never a silent CPU run on a GPU box: this machine's torch sees no GPU, nvidia-smi lists one."""
     monkeypatch.setenv("PATH", f"{fake_nvidia_smi(tmp_path / 'bin', 1)}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with pytest.raises(DeviceError, match=r"^CUDA_VISIBLE_DEVICES=0: GPU 0 visible, but torch .*`make setup TORCH=cuda`"):
+    expected = r"^CUDA_VISIBLE_DEVICES=0: GPU 0 visible, but torch .*`make setup TORCH=cuda`"
+    with pytest.raises(DeviceError, match=expected):
         devices.claim(1, "train.processes")
 
 

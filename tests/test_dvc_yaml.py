@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from stages.params import Paths, load_params, read_yaml
+from stages.params import UNDECLARED, Paths, load_params, read_yaml
 from tests.conftest import ROOT
 
 STAGE_MODULES = {"split", "tokenize", "train_lora", "train_full", "infer", "score"}
@@ -105,9 +105,9 @@ def test_stage_declares_the_params_sections_it_reads(stages):
     for name, stage in stages.items():
         modules = imported_stage_modules(module_of(stage)) - {"params"}
         source = "\n".join((ROOT / "stages" / f"{m}.py").read_text() for m in modules)
-        # hub: how long to wait for the hub, which changes no output: declaring it would make a
-        # longer timeout on a slow network retrain everything.
-        read = set(re.findall(r"\bparams\.(\w+)", source)) - {"py", "yaml", "variants", "hub"}
+        # UNDECLARED sections change no output: declaring one would make, say, a longer hub
+        # timeout on a slow network or switching W&B on retrain everything.
+        read = set(re.findall(r"\bparams\.(\w+)", source)) - {"py", "yaml", "variants", *UNDECLARED}
         if "params.variants" in source:  # base, lora and the baselines
             read.add("baselines")
         if "getattr(params, variant)" in source:  # a fine-tuning stage reads its own section
@@ -152,3 +152,18 @@ def test_no_path_is_written_literally_in_dvc_yaml():
             assert path.startswith("${"), f"{name}: output {path} is not taken from params"
         for dep in body["deps"]:
             assert dep.startswith(("stages/", "${")), f"{name}: dependency {dep} is not taken from params"
+
+
+def test_settings_that_change_no_output_rerun_nothing(built_project, tmp_path):
+    """Waiting longer for the hub, loading batches with more workers, switching W&B on, sampling
+    the review report differently: the pipeline stays up to date."""
+    from tests.conftest import copy_project, dvc, set_params
+
+    project = set_params(copy_project(built_project, tmp_path / "p"), hub__timeout_s=99,
+                         runtime__dataloader_workers=3, tracking__wandb=True,
+                         tracking__wandb_project="another", review__bootstrap_resamples=7)
+    assert set(load_params(project / "params.yaml").model_dump()) - set(UNDECLARED) == {
+        "seed", "baselines", "paths", "model", "data", "split", "prompt", "lora", "full", "train",
+        "generate", "score"}  # a new section is declared by some stage, or listed in UNDECLARED
+    status = dvc(project, "status", "--json").stdout
+    assert json.loads(status) == {}, status

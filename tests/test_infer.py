@@ -124,7 +124,8 @@ def test_truncated_test_dialogues_are_counted_and_keep_their_instruction(tmp_pat
     monkeypatch.chdir(tmp_path)
     fed = []
     real = infer.generate
-    monkeypatch.setattr(infer, "generate", lambda model, tok, texts, *a: fed.extend(texts) or real(model, tok, texts, *a))
+    monkeypatch.setattr(infer, "generate",
+                        lambda model, tok, texts, *a: fed.extend(texts) or real(model, tok, texts, *a))
     infer.main(["--variant", "base"])
     metrics = json.loads((tmp_path / "metrics" / "infer_base.json").read_text())
     assert metrics["source_truncated"] == 4  # the sample's dialogues are all longer than 48 tokens

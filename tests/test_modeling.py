@@ -77,3 +77,18 @@ def test_merged_adapter_generates_like_unmerged(tiny_model, tmp_path):
             outputs[name] = model.generate(**batch, max_new_tokens=16, do_sample=False).tolist()
     assert outputs["merged"] == outputs["unmerged"]
     assert outputs["unmerged"] != outputs["base"]
+
+
+def test_a_checkpoint_published_in_bf16_loads_in_fp32(tiny_model, tmp_path):
+    """transformers 5 loads a checkpoint in its own dtype unless told: a bf16 base model would
+    train and merge its adapter in pure bf16."""
+    modeling.load_model(tiny_model).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    shutil.copy(tiny_model / "tokenizer.json", tmp_path / "bf16")
+    assert {p.dtype for p in modeling.load_model(tmp_path / "bf16").parameters()} == {torch.float32}
+
+
+def test_published_name_is_the_hub_id_or_a_project_relative_path(tiny_model, monkeypatch):
+    hub = Model(name="google/flan-t5-base", revision="7bcac572ce56db69c1ea7c8af255c5d7c9672fc2")
+    assert modeling.published_name(hub) == (hub.name, hub.revision)
+    monkeypatch.chdir(tiny_model.parents[1])  # the project root
+    assert modeling.published_name(Model(name=str(tiny_model), revision="sha256:x")) == ("demo/tiny-t5", None)

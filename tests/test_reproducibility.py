@@ -79,14 +79,16 @@ def twin_runs(built_project, tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def run_with_secrets(built_project, tmp_path_factory) -> Path:
     """The built project with W&B switched on (offline), rerun with planted HF and W&B keys in
-    the environment: training, the stage that talks to W&B, reruns under them (and whatever
-    its new adapter changes downstream); every output is scanned."""
+    the environment: training, the stage that talks to W&B, is forced to rerun under them (W&B
+    changes no output, so nothing reruns by itself), then whatever its adapter changes
+    downstream; every output is scanned."""
     env_before = dict(os.environ)
     os.environ.update(WANDB_API_KEY=FAKE_KEY, HF_TOKEN=FAKE_HF_TOKEN, WANDB_MODE="offline")
     try:
         project = set_params(copy_project(built_project, tmp_path_factory.mktemp("secrets") / "project"),
                              tracking__wandb=True)
-        assert "Running stage 'train_lora'" in dvc(project, "repro").stdout
+        assert "Running stage 'train_lora'" in dvc(project, "repro", "--force", "--single-item", "train_lora").stdout
+        dvc(project, "repro")
     finally:
         os.environ.clear()
         os.environ.update(env_before)

@@ -10,7 +10,7 @@ from stages import modeling
 from stages.errors import ModelError
 from stages.finetune import FINGERPRINT, newest_checkpoint, prepare_checkpoints
 from stages.params import Lora
-from stages.train_lora import add_lora
+from stages.train_lora import add_lora, save_adapter
 
 LORA = Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none", task_type="SEQ_2_SEQ_LM")
 
@@ -81,3 +81,86 @@ def test_checkpoints_cut_short_are_set_aside(tmp_path):
             (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     assert newest_checkpoint(folder, max_steps=100) is None
     assert sorted(p.name for p in (folder / "set-aside").iterdir()) == ["checkpoint-30", "checkpoint-40"]
+
+
+def test_adapter_bytes_do_not_depend_on_the_cache_folder(tiny_model, tmp_path):
+    """The adapter names its base model by hub id and revision, never by the snapshot folder it
+    was loaded from: trained from two cache folders, its files are byte-identical, and another
+    machine can find the base model from its config and card."""
+    import shutil
+
+    hub_id, revision = "google/flan-t5-base", "7bcac572ce56db69c1ea7c8af255c5d7c9672fc2"
+    saved = []
+    for cache in ("cache-a", "cache-b"):
+        snapshot = shutil.copytree(tiny_model, tmp_path / cache / "snapshots" / revision)
+        save_adapter(add_lora(modeling.load_model(snapshot), LORA, seed=0), tmp_path / f"out-{cache}",
+                     (hub_id, revision))
+        saved.append({p.name: p.read_bytes() for p in sorted((tmp_path / f"out-{cache}").iterdir())})
+    assert saved[0] == saved[1]
+    config = json.loads(saved[0]["adapter_config.json"])
+    assert (config["base_model_name_or_path"], config["revision"]) == (hub_id, revision)
+    card = saved[0]["README.md"].decode()
+    assert f"base_model: {hub_id}" in card and "cache-a" not in card
+
+
+def _early_stopped_run(tiny_model, folder, interrupt_at: int | None = None, resume: str | None = None):
+    """Train the tiny LoRA model with the stage's TrainingArguments (stages.finetune), evaluating
+    every step, where no evaluation counts as an improvement (threshold 1e9): early stopping's
+    patience of 3 ends the run after 3 evaluations, unless its counter is lost."""
+    import datasets
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Seq2SeqTrainer, TrainerCallback
+
+    from stages.finetune import training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == interrupt_at:
+                raise KeyboardInterrupt  # the process is killed right after this checkpoint
+
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    texts = [f"#Person1#: I need {n} tickets to Boston.\n#Person2#: That is ${10 * n}." for n in range(8)]
+    data = datasets.Dataset.from_dict({
+        "input_ids": tokenizer(texts)["input_ids"],
+        "labels": tokenizer(text_target=[f"{n} tickets cost ${10 * n}." for n in range(8)])["input_ids"],
+    })
+    cfg = load_params(ROOT / "params.yaml").train.model_copy(update={
+        "max_steps": 10, "eval_steps": 1, "logging_steps": 1, "warmup_steps": 0, "batch_size": 4,
+        "eval_batch_size": 8, "gradient_accumulation_steps": 1, "group_by_length": False,
+        "save_total_limit": 10, "early_stopping_patience": 3, "early_stopping_threshold": 1e9})
+    model = add_lora(modeling.load_model(tiny_model, dropout_rate=0.0), LORA, seed=0)
+    trainer = Seq2SeqTrainer(
+        model=model, args=training_args(cfg, 1e-3, folder, seed=0, bf16=False, report_to=[], dataloader_workers=0),
+        train_dataset=data, eval_dataset=data, data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold), Interrupt()])
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except KeyboardInterrupt:
+        return None
+    return trainer.state.global_step, trainer.state.best_model_checkpoint.rsplit("-", 1)[-1]
+
+
+def test_a_resume_keeps_early_stoppings_patience(tiny_model, tmp_path):
+    """Interrupted after an evaluation that did not improve, the resumed run stops at the same
+    step and keeps the same best checkpoint as the run that was never interrupted."""
+    uninterrupted = _early_stopped_run(tiny_model, tmp_path / "once")
+    assert uninterrupted[0] < 10  # early stopping ended it
+    assert _early_stopped_run(tiny_model, tmp_path / "twice", interrupt_at=2) is None
+    resumed = _early_stopped_run(tiny_model, tmp_path / "twice", resume=str(tmp_path / "twice" / "checkpoint-2"))
+    assert resumed == uninterrupted
+
+
+def test_the_private_trainer_method_finish_relies_on_is_there():
+    """``finetune.finish`` (a checkpoint at the last step, whose final save failed) loads the best
+    checkpoint's weights the way ``load_best_model_at_end`` does, through the Trainer's private
+    ``_load_best_model``; no public API does this for a PEFT model and a full one alike. If an
+    upgrade renames or changes it, this fails here, not at the end of a user's run."""
+    import inspect
+
+    from transformers import Seq2SeqTrainer
+
+    method = getattr(Seq2SeqTrainer, "_load_best_model", None)
+    assert method is not None, "transformers removed Trainer._load_best_model: rewrite finetune.finish"
+    assert list(inspect.signature(method).parameters) == ["self"]
+    assert "best_model_checkpoint" in inspect.getsource(method)
