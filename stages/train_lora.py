@@ -40,7 +40,8 @@ def add_lora(base, lora: Lora, seed: int):
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules), bias=lora.bias,
                         task_type=lora.task_type)
-    return get_peft_model(base, config)
+    with modeling.peft_quietly():
+        return get_peft_model(base, config)
 
 
 def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None) -> None:
