@@ -43,6 +43,8 @@ $(TORCH_STAMP):
 	fi
 	$(PY) -W ignore -c "import sys, torch; cuda = torch.version.cuda; print('torch', torch.__version__, 'CUDA', cuda); \
 		sys.exit(f'error: TORCH=$(TORCH) but this torch is the {\"CUDA\" if cuda else \"CPU\"} build') if (cuda is None) != ('$(TORCH)' == 'cpu') else None"
+	@# A CUDA build the driver is too old for sees no GPU, and the stages would refuse to run: say so now.
+	@if [ "$(TORCH)" = cuda ]; then $(PY) -m stages.devices; fi
 	touch $@
 
 # The project's dependencies as pyproject.toml declares them (runtime + every extra), pinned by

@@ -19,20 +19,12 @@ import signal
 import sys
 from collections.abc import Callable
 
-from stages import atomic
-from stages.errors import InputError
+from stages import atomic, launch
+from stages.errors import InputError, Interrupted
 from stages.params import PARAMS_FILE
 
 log = logging.getLogger(__name__)
 _guard = None  # the running stage's Guard (its params digest goes into the stage's metrics)
-
-
-class Interrupted(BaseException):
-    """A signal asked the stage to stop (BaseException: nothing may swallow it as an error)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -57,6 +49,17 @@ def os_error_line(exc: OSError) -> str:
     return f"error: {reason}: {where}" if where else f"error: {reason} ({exc})"
 
 
+def _fail(line: str, status: int) -> None:
+    """Exit with ``status`` and ``line`` on stderr; a launched worker leaves the line to its
+    launcher instead (stages.launch), which shows one worker's line, once."""
+    if launch.report(line, status):
+        sys.exit(status)
+    if status == 1:
+        sys.exit(line)  # SystemExit prints it and exits 1
+    print(line, file=sys.stderr)
+    sys.exit(status)
+
+
 def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: str | os.PathLike = PARAMS_FILE) -> None:
     """Run a stage body with logging set up, in a transaction guarded on ``sections`` of
     ``params_file``; expected failures exit non-zero with one line."""
@@ -79,17 +82,17 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
         with atomic.transaction(guard.check if guard else None):
             body()
     except InputError as exc:
-        sys.exit(f"error: {exc}")
+        _fail(f"error: {exc}", 1)
     except OSError as exc:
-        sys.exit(os_error_line(exc))
-    except KeyboardInterrupt:
-        print("interrupted (SIGINT): nothing was written; rerun to resume", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
-    except Interrupted as exc:
-        name = signal.Signals(exc.signum).name
-        print(f"interrupted ({name}): nothing was written; rerun to resume", file=sys.stderr)
-        sys.exit(128 + exc.signum)
+        _fail(os_error_line(exc), 1)
+    except launch.LaunchFailed as exc:  # the workers' one line, once
+        _fail(exc.line, exc.status)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        _fail(f"interrupted ({signal.Signals(signum).name}): nothing was written; rerun to resume",
+              128 + signum)
     finally:
         _guard = None
+        launch.destroy_process_group()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -14,6 +14,10 @@ the same as ``nvidia-smi``'s (CUDA's default puts the fastest GPU first).
 
 Which GPUs ran is recorded in the stage's metrics (``devices``); it is not a param, since it
 changes no result.
+
+Also a command (not a stage): ``python -m stages.devices`` says which GPUs a stage would use, or
+refuses with one line when this torch cannot use the GPUs the machine lists (``make setup`` runs
+it after installing torch's CUDA build).
 """
 
 from __future__ import annotations
@@ -79,17 +83,24 @@ def claim(processes: int, key: str) -> list[str]:
     chosen = gpus[:processes]
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     os.environ[VISIBLE] = ",".join(chosen)
-    import torch
-
-    # Never a silent CPU run on a GPU box: a CPU build of torch, or a CUDA build the driver is too
-    # old for, sees no GPU, and 1000 steps of flan-t5-base would start on the CPU, for days.
-    if not torch.cuda.is_available():
-        build = f"torch {torch.__version__} is a CPU build" if torch.version.cuda is None else \
-            f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use this machine's driver"
-        raise DeviceError(f"{VISIBLE}={os.environ[VISIBLE]}: GPU {', '.join(chosen)} visible, but {build}; "
-                          "reinstall with `make setup TORCH=cuda` (or hide the GPUs: CUDA_VISIBLE_DEVICES=)")
+    require_usable(chosen)
     log.info("using GPU %s (%s=%s)", ", ".join(chosen), VISIBLE, os.environ[VISIBLE])
     return chosen
+
+
+def require_usable(gpus: list[str]) -> None:
+    """Refuse a machine whose GPUs this torch cannot use. Never a silent CPU run on a GPU box: a
+    CPU build of torch, or a CUDA build the driver is too old for, sees no GPU, and 1000 steps of
+    flan-t5-base would start on the CPU, for days. (Call after narrowing: it starts CUDA.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    build = f"torch {torch.__version__} is a CPU build" if torch.version.cuda is None else \
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use this machine's driver"
+    where = f"{VISIBLE}={os.environ[VISIBLE]}: " if VISIBLE in os.environ else ""
+    raise DeviceError(f"{where}GPU {', '.join(gpus)} visible, but {build}; reinstall with "
+                      "`make setup TORCH=cuda` (or hide the GPUs: CUDA_VISIBLE_DEVICES=)")
 
 
 def in_use() -> str:
@@ -98,3 +109,19 @@ def in_use() -> str:
     import torch
 
     return (",".join(pool()) or "cpu") if torch.cuda.is_available() else "cpu"
+
+
+def main() -> None:
+    """``python -m stages.devices``: the GPUs a stage would use here, or one error line when this
+    torch cannot use the GPUs the machine has (``make setup`` runs it after installing CUDA torch)."""
+    gpus = pool()
+    try:
+        if gpus:
+            require_usable(gpus)
+    except DeviceError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"GPUs usable by torch: {', '.join(gpus)}" if gpus else "no GPU visible: the stages run on the CPU")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,3 +15,11 @@ class DataError(InputError):
 
 class ModelError(InputError):
     """A model that cannot be loaded as configured; the message names the param."""
+
+
+class Interrupted(BaseException):
+    """A signal asked the stage to stop (BaseException: nothing may swallow it as an error)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

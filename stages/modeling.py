@@ -181,7 +181,9 @@ def use_bf16(setting: str | bool, key: str = "train.bf16") -> bool:
     the param in the error."""
     import torch
 
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # including_emulation=False: a T4 or V100 "supports" bf16 only by emulating it, far slower
+    # than fp32 there; auto means bf16 where the GPU computes in it.
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if setting is True and not supported:
         raise ModelError(f"{key}: true, but this machine has no GPU with bf16 support")
     return supported if setting == "auto" else bool(setting)

@@ -119,3 +119,29 @@ def test_gloo_on_cpu(monkeypatch):
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append((backend, kw)))
     launch.init_process_group()
     assert calls == [("gloo", {})]
+
+
+def test_the_setup_check_refuses_a_torch_that_cannot_use_the_listed_gpu(tmp_path):
+    """`make setup TORCH=cuda` ends with `python -m stages.devices`: one line where the GPU is
+    listed and this torch cannot use it, a note where there is no GPU."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, PATH=f"{fake_nvidia_smi(tmp_path / 'bin', 2)}{os.pathsep}{os.environ['PATH']}")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    run = subprocess.run([sys.executable, "-m", "stages.devices"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.startswith("error: GPU 0, 1 visible, but torch "), run.stderr
+    env["PATH"] = str(tmp_path / "empty")
+    run = subprocess.run([sys.executable, "-m", "stages.devices"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "no GPU visible" in run.stdout
+    dry = subprocess.run(["make", "-n", "-B", "TORCH=cuda", f".venv/.torch-cuda-{torch_version()}"], cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    assert "-m stages.devices" in dry
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__.split("+")[0]

@@ -111,3 +111,14 @@ def test_wrapping_with_peft_warns_nothing(tiny_model, tmp_path):
     assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []
     # modeling.peft_quietly exists for this line of peft; when an upgrade drops it, drop the filter.
     assert "is_gradient_checkpointing" in inspect.getsource(peft.peft_model), "remove modeling.peft_quietly"
+
+
+def test_bf16_auto_only_where_the_gpu_computes_in_bf16(monkeypatch):
+    """A T4 or V100 reports bf16 support by emulation: auto must not pick it there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert modeling.use_bf16("auto") is False
+    with pytest.raises(ModelError, match="train.bf16: true, but this machine has no GPU with bf16 support"):
+        modeling.use_bf16(True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100, H100
+    assert modeling.use_bf16("auto") is True

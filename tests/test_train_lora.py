@@ -164,3 +164,34 @@ def test_the_private_trainer_method_finish_relies_on_is_there():
     assert method is not None, "transformers removed Trainer._load_best_model: rewrite finetune.finish"
     assert list(inspect.signature(method).parameters) == ["self"]
     assert "best_model_checkpoint" in inspect.getsource(method)
+
+
+def test_training_steps_do_not_sync_with_the_device_to_count_tokens(tiny_model, tmp_path, monkeypatch):
+    """Counting input tokens per micro-batch (include_num_input_tokens_seen) gathers across
+    processes and copies to the host on every micro-batch; the stage's arguments never do."""
+    import datasets
+    from accelerate import Accelerator
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+
+    from stages.finetune import training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    gathered = []
+    gather = Accelerator.gather
+    monkeypatch.setattr(Accelerator, "gather", lambda self, t: gathered.append(t) or gather(self, t))
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    data = datasets.Dataset.from_dict({
+        "input_ids": tokenizer(["#Person1#: Hi.", "#Person2#: Hello."] * 4)["input_ids"],
+        "labels": tokenizer(text_target=["They greet."] * 8)["input_ids"]})
+    cfg = load_params(ROOT / "params.yaml").train.model_copy(update={
+        "max_steps": 3, "eval_steps": 100, "logging_steps": 100, "warmup_steps": 0, "batch_size": 2,
+        "gradient_accumulation_steps": 2, "group_by_length": False})
+    model = add_lora(modeling.load_model(tiny_model), LORA, seed=0)
+    trainer = Seq2SeqTrainer(model=model, args=training_args(cfg, 1e-3, tmp_path, 0, False, [], 0),
+                             train_dataset=data, eval_dataset=data,
+                             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    trainer.train()
+    # One gather at the end (the mean training loss); counting tokens gathers on each of the
+    # 3 x 2 micro-batches.
+    assert trainer.state.global_step == 3 and len(gathered) <= 1
