@@ -88,7 +88,8 @@ def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro)
     # base inference did not rerun, so its scores cannot have moved
     assert all(scores[f"base.{k}"]["old"] == scores[f"base.{k}"]["new"] for k in METRIC_KEYS)
     train = diff["metrics/train_lora.json"]["trainable_params"]
-    assert train["old"] == 4 * train["new"]  # r 32 -> 8: a quarter of the LoRA weights
+    r = json.loads(dvc(project, "params", "diff", "HEAD~1", "--json").stdout)["params.yaml"]["lora.r"]
+    assert train["old"] * r["new"] == train["new"] * r["old"]  # LoRA's weights scale with r
     params = dvc(project, "params", "diff", "HEAD~1", "--md").stdout
     assert "lora.r" in params
 

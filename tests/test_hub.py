@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -222,14 +223,16 @@ def test_pin_writes_the_branch_commit_into_params_keeping_comments(tmp_path: Pat
     (cache / "refs" / "main").write_text(COMMIT)
     (cache / "snapshots" / COMMIT).mkdir(parents=True)
     (cache / "snapshots" / COMMIT / "train.csv").write_text("id,dialogue,summary,topic\n")
+    # the shipped file as it is before its first pin (data.revision may already be a commit there)
+    before = re.sub(r"(?ms)^(data:\n.*?^  revision: )\S+", r"\g<1>main",
+                    (ROOT / "params.yaml").read_text(encoding="utf-8"), count=1)
     params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    params.write_text(before, encoding="utf-8")
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "stages.hub", "pin", "--params", str(params)]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{params}: data.revision: main -> {COMMIT}\n"
-    before = (ROOT / "params.yaml").read_text(encoding="utf-8")
     assert params.read_text(encoding="utf-8") == before.replace("revision: main\n", f"revision: {COMMIT}\n")
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert again.stdout == f"{params}: revisions already pinned\n"

@@ -6,8 +6,11 @@ sha256, ``refs/main``, ``snapshots/<commit>/`` of relative symlinks), except tha
 model's files stand in for flan-t5-base's config, tokenizer and safetensors weights, and the
 repo's other weight formats are there as decoys: invalid bytes that a loader must never open
 (an audit hook in every Python process of the run records what is opened under the cache).
-Only step counts, batch sizes and the generation length differ from params.yaml; the data
-revision is pinned with ``python -m stages.hub pin``, as the user would.
+Only step counts, batch sizes and the generation length differ from params.yaml. The run starts
+as the README tells a GPU user: ``python -m stages.hub pin`` and a commit. With ``data.revision:
+main`` the pin writes the commit the cache's ``main`` points at (``model.revision`` likewise);
+with a commit already there (the file pinned and committed) it changes nothing and the cache holds
+that commit. Names and commits are read from params.yaml, never repeated here.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages.hub import is_commit
 from stages.params import read_yaml
 from tests.conftest import ROOT
 
-MODEL_COMMIT = "7bcac572ce56db69c1ea7c8af255c5d7c9672fc2"  # params.yaml model.revision
-DATA_COMMIT = "d1a105d1a105d1a105d1a105d1a105d1a105d1a1"  # where the rehearsal's `main` points
+# Where the cache's branch points, for a revision params.yaml does not pin yet.
+BRANCH_COMMIT = {"model": "70de170de170de170de170de170de170de170de1",
+                 "data": "d1a105d1a105d1a105d1a105d1a105d1a105d1a1"}
 DECOYS = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 LFS = (".safetensors", ".bin", ".h5", ".msgpack")  # stored as LFS files: blobs named by sha256
 TEST_DIALOGUES = 6
@@ -90,12 +95,21 @@ def flan_t5_base_files() -> dict[str, bytes]:
     return files
 
 
+def cache_name(kind: str, repo_id: str) -> str:
+    return f"{kind}--{repo_id.replace('/', '--')}"  # the hub client's folder for a repo
+
+
 def test_first_real_run_offline(tmp_path: Path) -> None:
     from demo.run import stage_env, sync
 
+    params = read_yaml((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    model, data = params["model"], params["data"]
+    # the commit each repo is run at: params.yaml's when pinned, else the one its branch points to
+    commit = {key: params[key]["revision"] if is_commit(params[key]["revision"]) else BRANCH_COMMIT[key]
+              for key in ("model", "data")}
     hf_home = tmp_path / "hf"
-    add_repo(hf_home / "hub", "models--google--flan-t5-base", MODEL_COMMIT, flan_t5_base_files())
-    add_repo(hf_home / "hub", "datasets--knkarthick--dialogsum", DATA_COMMIT, dialogsum_files())
+    add_repo(hf_home / "hub", cache_name("models", model["name"]), commit["model"], flan_t5_base_files())
+    add_repo(hf_home / "hub", cache_name("datasets", data["hub_id"]), commit["data"], dialogsum_files())
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(AUDIT)
@@ -104,7 +118,6 @@ def test_first_real_run_offline(tmp_path: Path) -> None:
                          "REHEARSAL_OPEN_LOG": str(opened), "REHEARSAL_WATCH": str(hf_home)}
     env.pop("HF_HUB_CACHE", None)
 
-    params = read_yaml((ROOT / "params.yaml").read_text(encoding="utf-8"))
     for section, values in SHORTENED.items():
         params[section].update(values)
     project = tmp_path / "project"
@@ -118,29 +131,32 @@ def test_first_real_run_offline(tmp_path: Path) -> None:
         return result
 
     started = time.monotonic()
-    assert run("-m", "stages.hub", "pin").stdout == f"params.yaml: data.revision: main -> {DATA_COMMIT}\n"
+    pinned = [f"params.yaml: {key}.revision: {params[key]['revision']} -> {commit[key]}\n"
+              for key in ("data", "model") if params[key]["revision"] != commit[key]]
+    assert run("-m", "stages.hub", "pin").stdout == ("".join(pinned) or "params.yaml: revisions already pinned\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "commit", "-qam", "pin data.revision"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qam", "pin the revisions", "--allow-empty"], cwd=project, check=True)
     run("-m", "dvc", "repro")
     print(f"pin + dvc repro: {time.monotonic() - started:.0f} s")
 
     metrics = project / "metrics"
     split = json.loads((metrics / "split.json").read_text())
-    assert split["source"] == f"knkarthick/dialogsum@{DATA_COMMIT}"
-    assert split["strategy"] == "source"
-    assert (split["test"]["dialogues"], split["test"]["rows"]) == (TEST_DIALOGUES, 3 * TEST_DIALOGUES)
-    assert (split["train"]["rows"], split["validation"]["rows"]) == (24, 8)
-    assert json.loads((metrics / "train_lora.json").read_text())["model_revision"] == MODEL_COMMIT
-
-    # the official test set, each dialogue once, scored against all three of its references
-    for variant in ("base", "lora"):
-        lines = (project / "data" / "predictions" / f"{variant}.jsonl").read_text().splitlines()
-        predictions = [json.loads(line) for line in lines]
-        assert len(predictions) == TEST_DIALOGUES
-        assert all(len(p["references"]) == 3 for p in predictions)
-        assert sorted(p["id"] for p in predictions) == [f"test_{n}_1" for n in range(TEST_DIALOGUES)]
+    assert split["source"] == f"{data['hub_id']}@{commit['data']}"
+    assert split["strategy"] == params["split"]["strategy"]
+    assert json.loads((metrics / "train_lora.json").read_text())["model_revision"] == commit["model"]
     assert {"base", "lora"} <= set(json.loads((metrics / "scores.json").read_text()))
 
     seen = {Path(p).name for p in opened.read_text().splitlines()}
     assert {"config.json", "tokenizer.json", "train.csv", "test.csv"} <= seen  # the hook works
     assert not seen & set(DECOYS), f"decoy weights opened: {seen & set(DECOYS)}"
+
+    if params["split"]["strategy"] == "source":  # the data set's own splits (stratified re-splits them)
+        assert (split["test"]["dialogues"], split["test"]["rows"]) == (TEST_DIALOGUES, 3 * TEST_DIALOGUES)
+        assert (split["train"]["rows"], split["validation"]["rows"]) == (24, 8)
+        # the official test set, each dialogue once, scored against all three of its references
+        for variant in ("base", "lora"):
+            lines = (project / "data" / "predictions" / f"{variant}.jsonl").read_text().splitlines()
+            predictions = [json.loads(line) for line in lines]
+            assert len(predictions) == TEST_DIALOGUES
+            assert all(len(p["references"]) == 3 for p in predictions)
+            assert sorted(p["id"] for p in predictions) == [f"test_{n}_1" for n in range(TEST_DIALOGUES)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from review.report import INFER_COST, TRAIN_COST
+from stages.params import read_yaml
 from tests.conftest import copy_project, dvc, git, set_params
 
 VARIANTS = ("base", "lora")
@@ -44,7 +45,8 @@ def reviewed(built_project, tmp_path_factory) -> tuple[Path, str]:
 def test_report_compares_the_workspace_with_a_revision(reviewed):
     project, markdown = reviewed
     assert (project / "report.md").read_text() == markdown
-    assert "| `lora.r` | 32 | 8 |" in markdown
+    recipe_r = read_yaml(git(project, "show", "HEAD:params.yaml"))["lora"]["r"]
+    assert f"| `lora.r` | {recipe_r} | 8 |" in markdown
 
     scores = json.loads((project / "metrics" / "scores.json").read_text())
     for variant in VARIANTS:
@@ -55,9 +57,10 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
 
     old = json.loads(git(project, "show", "HEAD:metrics/train_lora.json"))
     new = json.loads((project / "metrics" / "train_lora.json").read_text())
-    assert new["trainable_params"] * 4 == old["trainable_params"]  # r 32 -> 8
+    assert new["trainable_params"] * recipe_r == old["trainable_params"] * 8  # LoRA's weights scale with r
+    change = new["trainable_params"] - old["trainable_params"]
     assert f"| train_lora | trainable_params | {old['trainable_params']:,} | {new['trainable_params']:,} |" \
-           f" {new['trainable_params'] - old['trainable_params']:,} | -75.0% |" in markdown
+           f" {change:,} | {change / old['trainable_params']:+.1%} |" in markdown
     for stage, keys in COST.items():
         for key in keys:
             assert f"| {stage} | {key} | " in markdown, (stage, key)

@@ -43,7 +43,8 @@ def test_two_process_inference_matches_one_process(built_project, tmp_path):
 
 
 def test_queued_sweep_runs_each_experiment(built_project, tmp_path):
-    project = copy_project(built_project, tmp_path / "sweep")  # the baseline (r 32), run and committed
+    project = copy_project(built_project, tmp_path / "sweep")  # the baseline (params.yaml's r), run and committed
+    recipe_r = load_params(project / "params.yaml").lora.r
     # One queued experiment: each reruns the whole pipeline in its own copy (~1 min here), and one
     # is enough to show that the queue takes -S, runs, and reports in `dvc exp show`.
     dvc(project, "exp", "run", "--queue", "-S", "lora.r=4")
@@ -63,6 +64,6 @@ def test_queued_sweep_runs_each_experiment(built_project, tmp_path):
             data = rev["data"]
             r = data["params"]["params.yaml"]["data"]["lora"]["r"]
             runs[r] = data["metrics"]["metrics/train_lora.json"]["data"]
-    assert set(runs) == {4, 32}  # the experiment beside its baseline
-    assert runs[4]["trainable_params"] * 8 == runs[32]["trainable_params"]  # r scales LoRA's size
-    assert runs[4]["best_eval_loss"] != runs[32]["best_eval_loss"]
+    assert set(runs) == {4, recipe_r}  # the experiment beside its baseline
+    assert runs[4]["trainable_params"] * recipe_r == runs[recipe_r]["trainable_params"] * 4  # r scales LoRA's size
+    assert runs[4]["best_eval_loss"] != runs[recipe_r]["best_eval_loss"]
