@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from stages.errors import InputError
-from stages.params import read_yaml
+from stages.params import read_params_file
 
 
 class ChangedWhileRunning(InputError):
@@ -29,7 +29,7 @@ class ChangedWhileRunning(InputError):
 
 
 def _read(params_file: Path) -> dict:
-    raw = read_yaml(params_file.read_text(encoding="utf-8"))
+    raw = read_params_file(params_file)  # a file that is not YAML: stages.params' one line
     return raw if isinstance(raw, dict) else {}
 
 

@@ -3,7 +3,9 @@
 Every key is required (defaults live in ``params.yaml``, never in code) and unknown keys are
 rejected, so a typo fails at once instead of silently falling back to a default. Errors name the
 file and the dotted key: ``params.yaml: lora.r: Input should be greater than or equal to 1 (got 0)``
-(pydantic's wording, with the key and the value it got).
+(pydantic's wording, with the key and the value it got). A file that is not UTF-8 YAML is one line
+too, with the line: ``params.yaml: line 64: a tab (column 1); YAML indents with spaces only``; a
+key given twice in a mapping is refused, never resolved either way.
 
 ``python -m stages.params [FILE]`` validates a params file and prints it resolved; it imports
 no torch, so it is instant.
@@ -19,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import YAMLError
 
 from stages.errors import ParamsError
@@ -272,22 +275,74 @@ def parse_params(raw: object, source: str = str(PARAMS_FILE)) -> Params:
 
 
 def read_yaml(text: str) -> object:
-    """Parse YAML 1.2 the way DVC does (ruamel): ``1e-3`` is a float, as `dvc exp run -S` writes it."""
+    """Parse YAML 1.2 the way DVC does (ruamel): ``1e-3`` is a float, as `dvc exp run -S` writes it.
+
+    A key twice in one mapping raises (ruamel's ``DuplicateKeyError``, its default): which of the
+    two DVC and a stage each took would be a guess, so neither is taken."""
     return YAML(typ="safe", pure=True).load(text)
+
+
+def read_params_file(path: str | Path) -> object:
+    """The parsed contents of a params file. A file that cannot be read as UTF-8 YAML is one
+    ``ParamsError`` line naming the file, the line and what is wrong (ruamel's own message runs
+    over ten lines with a pointer drawn under the text)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise ParamsError(f"{path}: line {line}: byte 0x{data[exc.start]:02x} (column {column}) is not "
+                          "UTF-8; save the file as UTF-8") from None
+    try:
+        return read_yaml(text)
+    except YAMLError as exc:
+        raise ParamsError(f"{path}: {_yaml_problem(exc, text)}") from None
+
+
+def _yaml_problem(exc: YAMLError, text: str) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if mark is None:
+        return f"not valid YAML: {problem}"
+    where = f"line {mark.line + 1}"
+    if isinstance(exc, DuplicateKeyError):
+        key = re.search(r'duplicate key "(.*?)" with value', problem)
+        first = _first_line_of(text, mark)
+        return (f"{where}: duplicate key {key.group(1) if key else ''!r}"
+                f"{f' (first at line {first})' if first else ''}; a key may appear once, remove one")
+    lines = text.splitlines()
+    if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+        return f"{where}: a tab (column {mark.column + 1}); YAML indents with spaces only"
+    return f"{where}, column {mark.column + 1}: not valid YAML: {problem}"
+
+
+def _first_line_of(text: str, duplicate) -> int | None:
+    """The line of the first of two equal keys, the second being at mark ``duplicate``."""
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    todo = [YAML(typ="safe", pure=True).compose(text)]  # nodes only: duplicates are not checked yet
+    while todo:
+        node = todo.pop()
+        if isinstance(node, MappingNode):
+            seen: dict[object, int] = {}
+            for key, value in node.value:
+                if (key.start_mark.line, key.start_mark.column) == (duplicate.line, duplicate.column):
+                    return seen.get(key.value)
+                seen.setdefault(key.value, key.start_mark.line + 1)
+                todo.append(value)
+        elif isinstance(node, SequenceNode):
+            todo.extend(node.value)
+    return None
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     """Read and validate a params file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: no such params file") from None
-    try:
-        raw = read_yaml(text)
-    except YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    return parse_params(read_params_file(path), str(path))
 
 
 def main(argv: list[str] | None = None) -> None:

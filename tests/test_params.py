@@ -147,7 +147,7 @@ def test_bad_params_name_file_and_key(tmp_path: Path, mutate: Callable[[dict], N
 
 @pytest.mark.parametrize("text, phrase", [
     ("- seed\n- paths\n", "expected a mapping of sections, got list"),
-    ("seed: [1, 2\n", "not valid YAML"),
+    ("seed: [1, 2\n", "line 2, column 1: not valid YAML: expected ',' or ']'"),
     ("", "expected a mapping of sections, got NoneType"),
 ], ids=["yaml list", "invalid yaml", "empty file"])
 def test_unusable_params_file(tmp_path: Path, text: str, phrase: str) -> None:
@@ -207,3 +207,59 @@ def test_topic_column_may_be_null(tmp_path: Path) -> None:
     raw = shipped()
     raw["data"]["columns"]["topic"] = None  # SAMSum and most exports have no topic
     assert load_params(write_yaml(tmp_path / "params.yaml", raw)).data.columns.topic is None
+
+
+# --- a file that is not UTF-8 YAML: one line naming the file, the line and what is wrong ------
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def _broken(kind: str, path: Path) -> tuple[Path, str]:
+    """The shipped params.yaml broken one way (each one DVC refuses too), and what the line says."""
+    text = PARAMS.read_text(encoding="utf-8")
+    lines = _lines(text)
+    if kind == "tab":
+        n = next(i for i, line in enumerate(lines) if line.startswith("  r: "))
+        lines[n] = "\t" + lines[n][2:]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return path, f"line {n + 1}: a tab (column 1); YAML indents with spaces only"
+    if kind == "latin-1":
+        n = next(i for i, line in enumerate(lines) if line.startswith("seed:"))
+        column = len(lines[n]) + 6  # 1-based, after "  # s"
+        lines[n] += "  # s\u00e9ed"  # written by an editor set to Latin-1
+        path.write_bytes("\n".join(lines).encode("latin-1"))
+        return path, f"line {n + 1}: byte 0xe9 (column {column}) is not UTF-8; save the file as UTF-8"
+    first = next(i for i, line in enumerate(lines) if line.startswith("lora:"))
+    path.write_text(text + "lora:\n  r: 8\n", encoding="utf-8")  # appended by hand, the first forgotten
+    return path, (f"line {len(lines)}: duplicate key 'lora' (first at line {first + 1}); "
+                  "a key may appear once, remove one")
+
+
+KINDS = ["tab", "latin-1", "duplicate key"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_params_that_are_not_yaml_are_one_line(tmp_path: Path, kind: str) -> None:
+    path, what = _broken(kind, tmp_path / "params.yaml")
+    with pytest.raises(ParamsError) as refused:
+        load_params(path)
+    assert str(refused.value) == f"{path}: {what}"
+
+
+@pytest.mark.parametrize("module", ["stages.params", "stages.split", "stages.score"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_commands_refuse_params_that_are_not_yaml_in_one_line(tmp_path: Path, monkeypatch, capsys,
+                                                               kind: str, module: str) -> None:
+    """The validator and the stages (whose guard reads params.yaml before the stage body does)
+    end in the same one line, never a traceback or a silent choice between two keys."""
+    import importlib
+
+    path, what = _broken(kind, tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    argv = [str(path)] if module == "stages.params" else ["--params", str(path)]
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(argv)
+    assert exit_.value.code == f"error: {path}: {what}"
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
