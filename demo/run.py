@@ -3,7 +3,8 @@
     python -m demo.run [--workdir demo-run] [--force] [--baselines full]
 
 Runs the project's own ``dvc.yaml`` with ``dvc repro`` on the bundled sample
-(``data/sample/``) and the tiny pretrained T5 (``demo/tiny-t5``), then prints base vs LoRA scores.
+(``data/sample/``) and the tiny pretrained T5 (``demo/tiny-t5``), then prints base vs LoRA scores,
+with the human summaries' row beside them (what a summary invents, ``stages/faithfulness.py``).
 ``--baselines full`` adds the full fine-tune baseline (params ``baselines``), as
 ``dvc exp run -S 'baselines=[full]'`` would in the real project.
 
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 from stages.params import ParamsError, Paths, parse_params, read_yaml
+from stages.scoring import SCORE_LABELS, SHUFFLED
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = ROOT / "demo" / "params.yaml"
@@ -97,17 +99,32 @@ def stage_env() -> dict:
     return env
 
 
+def cell(value: float | int | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:+,}" if signed else f"{value:,}"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
 def score_table(scores: dict) -> str:
-    """Every metric of scores.json per variant, and LoRA's gain over base. The last rows tell
-    reading from guessing: ROUGE-L against another dialogue's references, and the gap."""
+    """Every metric of scores.json per variant (the human row as a column, the ceiling), and
+    LoRA's gain over base. After ROUGE-L shuffled, the row that tells reading from guessing:
+    ROUGE-L own minus ROUGE-L against another dialogue's references."""
     variants = list(scores)
-    rows = {m: [scores[v][m] for v in variants] for m in next(iter(scores.values()))}
-    rows["rougeL - rougeL_shuffled"] = [s["rougeL"] - s["rougeL_shuffled"] for s in scores.values()]
+    rows: dict[str, list] = {}
+    for key in (k for k in SCORE_LABELS if any(k in s for s in scores.values())):
+        rows[key] = [scores[v].get(key) for v in variants]
+        if key == SHUFFLED:
+            rows["rougeL - rougeL_shuffled"] = [
+                None if s.get("rougeL") is None or s.get(SHUFFLED) is None else s["rougeL"] - s[SHUFFLED]
+                for s in scores.values()]
     lines = ["| metric | " + " | ".join(variants) + " | lora - base |",
              "|---|" + "---:|" * (len(variants) + 1)]
     for metric, values in rows.items():
-        delta = values[variants.index("lora")] - values[variants.index("base")]
-        lines.append(f"| {metric} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {delta:+.4f} |")
+        lora, base = values[variants.index("lora")], values[variants.index("base")]
+        delta = None if lora is None or base is None else lora - base
+        lines.append(f"| {metric} | " + " | ".join(cell(v) for v in values) + f" | {cell(delta, signed=True)} |")
     return "\n".join(lines)
 
 

@@ -5,11 +5,13 @@
 
 Compares the workspace (or ``--rev-b``) with a git revision (``--rev``, alias ``--rev-a``):
 
-1. params that changed, and every variant's ROUGE-1/2/L/Lsum, BLEU and gen_len with the cost of
+1. params that changed, and every variant's scores (ROUGE-1/2/L/Lsum, BLEU, ROUGE as the mean of
+   the references, what the summaries invent, length; and the human row) with the cost of
    training and inference (``metrics/train_<variant>.json``, ``metrics/infer_<variant>.json``): old, new,
    absolute and relative change, from DVC's own params and metrics diffs;
-2. significance by paired bootstrap over test dialogues (``review/bootstrap.py``): every variant
-   against base in the new revision, and each variant whose outputs changed, new against old;
+2. significance by paired bootstrap over test dialogues (``review/bootstrap.py``) of ROUGE, BLEU
+   and the invented numbers, names, speakers and novel bigrams: every variant against base in the
+   new revision, and each variant whose outputs changed, new against old;
 3. the test dialogues whose LoRA summaries changed most (ROUGE-L), old and new side by side.
 
 Dialogues, human summaries and model outputs are untrusted text: they are shown as text, never as
@@ -43,17 +45,19 @@ from review.revisions import (
     revision_params,
 )
 from stages.markdown import code_block, escape
-from stages.scoring import METRIC_LABELS, ROUGE_TYPES, SHUFFLED
+from stages.scoring import FAITHFULNESS, HUMAN, MEAN_REF, REPEATED, ROUGE_TYPES, SCORE_LABELS, SHUFFLED
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
     from stages.params import Paths
 
-FOUR_DECIMALS = (*ROUGE_TYPES, SHUFFLED)
-# rougeL_shuffled: ROUGE-L against another dialogue's references (stages/score.py); the gap to
-# ROUGE-L is what a model earns by reading its dialogue.
-SCORES = {**METRIC_LABELS, SHUFFLED: "ROUGE-L shuffled", "gen_len": "gen_len"}
+FOUR_DECIMALS = (*ROUGE_TYPES, SHUFFLED, *MEAN_REF.values(), *FAITHFULNESS, REPEATED)
+# Every key of scores.json (stages/score.py): ROUGE of the best and the mean of the references,
+# rougeL_shuffled (ROUGE-L against another dialogue's references; the gap to ROUGE-L is what a
+# model earns by reading its dialogue), what summaries invent, their length, the dialogues scored.
+SCORES = SCORE_LABELS
+BOOTSTRAPPED = (*ROUGE_TYPES, *FAITHFULNESS)  # means of per-dialogue scores (BLEU apart: a corpus score)
 TRAIN_COST = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
               "trainable_params", "weights_mb")
 INFER_COST = ("wall_time_s", "dialogues_per_second", "generated_tokens_per_second", "peak_memory_mb")
@@ -76,7 +80,8 @@ class Side:
 
 
 def ordered(variants: set[str]) -> list[str]:
-    return sorted(variants, key=lambda v: (v != BASE, v))
+    """base first, the human ceiling last."""
+    return sorted(variants, key=lambda v: (v != BASE, v == HUMAN, v))
 
 
 def load_side(repo: Repo, paths: Paths, revision: Revision) -> Side:
@@ -171,10 +176,13 @@ def check_scores(diff: dict, paths: Paths, old: Revision, new: Revision) -> None
 
 def compare(ids: list[str], a: Side, a_variant: str, b: Side, b_variant: str, resamples: int,
             seed: int) -> dict[str, bootstrap.Comparison]:
-    """``b_variant`` of ``b`` against ``a_variant`` of ``a`` on the dialogues ``ids``."""
+    """``b_variant`` of ``b`` against ``a_variant`` of ``a`` on the dialogues ``ids``: ROUGE, what
+    the summaries invent (where both revisions scored it per dialogue) and BLEU."""
+    keys = [key for key in BOOTSTRAPPED
+            if all(f"{a_variant}.{key}" in a.scores[i] and f"{b_variant}.{key}" in b.scores[i] for i in ids)]
     result = {key: bootstrap.paired_mean([a.scores[i][f"{a_variant}.{key}"] for i in ids],
                                          [b.scores[i][f"{b_variant}.{key}"] for i in ids], resamples, seed)
-              for key in ROUGE_TYPES}
+              for key in keys}
     result["bleu"] = bootstrap.paired_corpus_bleu(
         [a.predictions[a_variant][i]["prediction"] for i in ids],
         [b.predictions[b_variant][i]["prediction"] for i in ids],
@@ -194,7 +202,8 @@ def significance_rows(title: str, comparisons: dict[str, bootstrap.Comparison]) 
 def significance_section(old: Side, new: Side, resamples: int, seed: int) -> list[str]:
     ids = list(new.scores)
     lines = [f"### Significance (paired bootstrap, {resamples} resamples, 95 % interval)", "",
-             "✅: the 95 % interval of B − A excludes 0; the sign of B − A says which way.", "",
+             "✅: the 95 % interval of B − A excludes 0; the sign of B − A says which way "
+             "(for what summaries invent, lower is better).", "",
              "| B vs A | metric | A | B | B − A | 95 % interval | significant |",
              "|---|---|---:|---:|---:|---|:---:|"]
     notes = []

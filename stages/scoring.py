@@ -16,6 +16,24 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
                  "bleu": "BLEU"}
 SHUFFLED = "rougeL_shuffled"  # ROUGE-L against another dialogue's references (see derangement)
+# ROUGE as the mean over a dialogue's references: the protocol of scoring every (dialogue,
+# reference) row and averaging (stages/text_metrics.py); the keys above are the best reference.
+MEAN_REF = {t: f"{t}_mean_ref" for t in ("rouge1", "rouge2", "rougeL")}
+# What a summary invents, and its shape (stages/faithfulness.py defines each): shares of summaries.
+FAITHFULNESS = ("invented_numbers", "invented_names", "speaker_errors", "novel_bigrams")
+REPEATED = "repeated_trigrams"
+HIT_MAX = "hit_max_tokens"  # how many predictions used all of generate.max_new_tokens
+DIALOGUES = "dialogues"  # test dialogues scored
+HUMAN = "human"  # the first human summary of each dialogue, scored as a variant is
+HUMAN_ROUGE_DIALOGUES = "rouge_dialogues"  # the human row's ROUGE: dialogues with a second summary
+
+# How every key of scores.json reads in tables (the review report, the demo), in table order.
+SCORE_LABELS = {**METRIC_LABELS, SHUFFLED: "ROUGE-L shuffled",
+                **{key: f"{METRIC_LABELS[t]} mean of refs" for t, key in MEAN_REF.items()},
+                "invented_numbers": "invented numbers", "invented_names": "invented names",
+                "speaker_errors": "speaker errors", "novel_bigrams": "novel bigrams",
+                "gen_len": "gen_len", HIT_MAX: "hit max tokens", REPEATED: "repeated 3-gram",
+                DIALOGUES: "dialogues", HUMAN_ROUGE_DIALOGUES: "dialogues (ROUGE)"}
 
 
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:

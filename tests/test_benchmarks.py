@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import gpu, inference, overhead, report, run, synthetic, training
+from benchmarks import faithfulness, gpu, inference, overhead, report, run, synthetic, training
 from stages.params import load_params
 from tests.conftest import ROOT
 
@@ -198,3 +198,14 @@ def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypa
     assert "| train_lora |" in table or f"| {train['stage']} |" in table
     assert "fp32 (outside DVC)" in table and table in capsys.readouterr().out
     assert "MFU not reported: no datasheet dense bf16 peak known for cpu" in table
+
+
+def test_faithfulness_benchmark_times_the_score_stages_new_work(capsys):
+    rows = faithfulness.dialogsum_shaped_rows(4)
+    assert [len(r["references"]) for r in rows] == [3] * 4  # DialogSum's test shape
+    assert rows[0]["references"][0] == rows[0]["prediction"] != rows[0]["references"][1]
+    faithfulness.main(["--dialogues", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert out.startswith("4 dialogues x 3 references (12 rows), best of 1:")
+    for what in ("faithfulness", "human row", "one variant", "added"):
+        assert f"| {what} | " in out

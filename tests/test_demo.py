@@ -151,9 +151,15 @@ def test_tiny_tokenizer_keeps_every_character_of_the_sample():
         assert decoded.split() == text.split()  # every word back; only whitespace may differ
 
 
-def test_score_table_shows_both_variants_the_gain_and_the_reading_gap():
-    table = score_table({"base": {"rougeL": 0.02, "bleu": 0.5, "rougeL_shuffled": 0.02},
-                         "lora": {"rougeL": 0.31, "bleu": 9.0, "rougeL_shuffled": 0.12}})
-    assert "| rougeL | 0.0200 | 0.3100 | +0.2900 |" in table
-    assert "| bleu | 0.5000 | 9.0000 | +8.5000 |" in table
-    assert "| rougeL - rougeL_shuffled | 0.0000 | 0.1900 | +0.1900 |" in table
+def test_score_table_shows_both_variants_the_gain_the_reading_gap_and_the_human_row():
+    table = score_table({
+        "base": {"rougeL": 0.02, "bleu": 0.5, "rougeL_shuffled": 0.02, "invented_names": 0.2, "hit_max_tokens": 0},
+        "lora": {"rougeL": 0.31, "bleu": 9.0, "rougeL_shuffled": 0.12, "invented_names": 0.5, "hit_max_tokens": 7},
+        "human": {"rougeL": 0.4, "bleu": None, "rougeL_shuffled": 0.1, "invented_names": 0.01,
+                  "hit_max_tokens": None}})
+    assert table.splitlines()[0] == "| metric | base | lora | human | lora - base |"
+    assert "| rougeL | 0.0200 | 0.3100 | 0.4000 | +0.2900 |" in table
+    assert "| bleu | 0.5000 | 9.0000 | — | +8.5000 |" in table
+    assert "| rougeL - rougeL_shuffled | 0.0000 | 0.1900 | 0.3000 | +0.1900 |" in table
+    assert "| invented_names | 0.2000 | 0.5000 | 0.0100 | +0.3000 |" in table
+    assert "| hit_max_tokens | 0 | 7 | — | +7 |" in table

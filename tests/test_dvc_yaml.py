@@ -139,7 +139,7 @@ def test_outputs_and_data_inputs_are_the_paths_the_stages_use(stages, paths):
         weights = set() if variant == "base" else {str(paths.model_dir(variant))}
         assert data(name) == {str(paths.split_file("test")), *weights}, name
     assert outs("score") == {paths.per_dialogue, paths.examples, str(paths.scores_plot()), str(paths.scores())}
-    assert data("score") == {paths.predictions}
+    assert data("score") == {paths.predictions, str(paths.split_file("test"))}
 
 
 def test_no_path_is_written_literally_in_dvc_yaml():

@@ -21,7 +21,10 @@ from tests.conftest import commit, copy_project, dvc, ran, set_params
 RECIPE_STAGES = {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score"}
 BASELINE_STAGES = {"train_baseline@full", "infer_baseline@full"}
 VARIANTS = ("base", "lora", "full")
-METRIC_KEYS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "gen_len", "rougeL_shuffled"}
+FAITHFULNESS = {"invented_numbers", "invented_names", "speaker_errors", "novel_bigrams"}
+METRIC_KEYS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "gen_len", "rougeL_shuffled",
+               "rouge1_mean_ref", "rouge2_mean_ref", "rougeL_mean_ref", *FAITHFULNESS, "repeated_trigrams",
+               "hit_max_tokens", "dialogues"}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +46,14 @@ def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_rep
     assert ran(first_repro) == {*BASELINE_STAGES, "score"}
     assert set(read_yaml((project / "dvc.lock").read_text())["stages"]) == RECIPE_STAGES | BASELINE_STAGES
     scores = json.loads((project / "metrics" / "scores.json").read_text())
-    assert set(scores) == set(VARIANTS)
+    assert set(scores) == {*VARIANTS, "human"}  # the first human summary, scored as the variants are
+    assert set(scores["human"]) == METRIC_KEYS | {"rouge_dialogues"}
     for variant in scores.values():
-        assert set(variant) == METRIC_KEYS
-        assert all(0 <= variant[k] <= 1 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum", "rougeL_shuffled"))
+        assert METRIC_KEYS <= set(variant)
+        assert all(0 <= variant[k] <= 1 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum", "rougeL_shuffled",
+                                                    "rougeL_mean_ref", *FAITHFULNESS))
+        assert variant["rougeL_mean_ref"] <= variant["rougeL"]  # the mean of the references, and the best
+    assert len({s["dialogues"] for s in scores.values()}) == 1  # every variant on the whole test split
     lora, full = (json.loads((project / "metrics" / f"train_{v}.json").read_text()) for v in ("lora", "full"))
     for train in (lora, full):
         assert train["steps"] == 20 and train["best_step"] in (10, 20)
@@ -82,7 +89,8 @@ def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro)
     diff = json.loads(dvc(project, "metrics", "diff", "HEAD~1", "--all", "--json").stdout)
     scores = diff["metrics/scores.json"]
     for variant in VARIANTS:
-        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"):
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "rougeL_mean_ref", *FAITHFULNESS,
+                    "hit_max_tokens"):
             assert f"{variant}.{key}" in scores and f"{variant}.{key}" in table
             assert {"old", "new"} <= set(scores[f"{variant}.{key}"])
     # base inference did not rerun, so its scores cannot have moved
@@ -112,8 +120,9 @@ def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_re
     chart = specs["metrics/scores_plot.json"][0]["content"]
     bars = {(r["metric"], r["variant"]): r["score"] for r in chart["data"]["values"]}
     scores = json.loads((project / "metrics" / "scores.json").read_text())
-    assert set(bars) == {(m, v) for m in ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU") for v in VARIANTS}
-    for v in VARIANTS:  # ROUGE drawn on BLEU's 0-100 scale
+    shown = (*VARIANTS, "human")  # the first human summary against the others: the ceiling
+    assert set(bars) == {(m, v) for m in ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU") for v in shown}
+    for v in shown:  # ROUGE drawn on BLEU's 0-100 scale
         assert bars[("ROUGE-L", v)] == pytest.approx(100 * scores[v]["rougeL"], abs=1e-3)
         assert bars[("BLEU", v)] == pytest.approx(scores[v]["bleu"], abs=1e-3)
     assert chart["encoding"]["xOffset"]["field"] == "series" and chart["mark"]["type"] == "bar"

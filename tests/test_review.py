@@ -20,8 +20,10 @@ from stages.params import read_yaml
 from tests.conftest import copy_project, dvc, git, set_params
 
 VARIANTS = ("base", "lora")
-SCORES = ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU")
-SHOWN = (*SCORES, "ROUGE-L shuffled")
+INVENTED = ("invented numbers", "invented names", "speaker errors", "novel bigrams")
+SCORES = ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU", *INVENTED)  # bootstrapped
+SHOWN = (*SCORES, "ROUGE-L shuffled", "ROUGE-1 mean of refs", "ROUGE-2 mean of refs", "ROUGE-L mean of refs",
+         "gen_len", "hit max tokens", "repeated 3-gram", "dialogues")
 COST = {"train_lora": TRAIN_COST, "infer@base": INFER_COST, "infer@lora": INFER_COST}
 INTERVAL = r"\| [+-][\d.]+ \| \[[+-][\d.]+, [+-][\d.]+\] \| [✅❌] \|"
 
@@ -54,6 +56,10 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
             assert re.search(rf"^\| {variant} \| {name} \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \| ", markdown, re.M), \
                 (variant, name)
     assert "| lora | ROUGE-1 | " in markdown and f" | {scores['lora']['rouge1']:.4f} | " in markdown
+    # The human ceiling beside the models, the same in both revisions
+    for name in (*SCORES, "dialogues", "dialogues (ROUGE)"):
+        assert re.search(rf"^\| human \| {re.escape(name)} \| [\d.]+ \| [\d.]+ \| \+0(\.0+)? \| ", markdown, re.M), name
+    assert re.search(r"^\| human \| gen_len \| — \| — \| — \| — \|$", markdown, re.M)
 
     old = json.loads(git(project, "show", "HEAD:metrics/train_lora.json"))
     new = json.loads((project / "metrics" / "train_lora.json").read_text())

@@ -56,3 +56,16 @@ def test_more_references_never_lower_rouge():
     one = text_metrics.score(PREDICTIONS[:1], [REFERENCES[0][:1]], use_stemmer=True)
     two = text_metrics.score(PREDICTIONS[:1], [REFERENCES[0]], use_stemmer=True)
     assert all(two[k] >= one[k] for k in text_metrics.ROUGE_TYPES)
+
+
+def test_rouge_mean_of_references_is_the_per_row_protocol():
+    """rouge*_mean_ref: the mean F-measure over a dialogue's references, as scoring every
+    (dialogue, reference) row and averaging per dialogue; never above the best reference."""
+    result = text_metrics.score(PREDICTIONS, REFERENCES, use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    for key in ("rouge1", "rouge2", "rougeL"):
+        per_dialogue = [sum(scorer.score(r, p)[key].fmeasure for r in refs) / len(refs)
+                        for p, refs in zip(PREDICTIONS, REFERENCES)]
+        assert result["per_item"][f"{key}_mean_ref"] == pytest.approx(per_dialogue)
+        assert result[f"{key}_mean_ref"] == pytest.approx(sum(per_dialogue) / 2)
+        assert result[f"{key}_mean_ref"] < result[key]  # the first dialogue's references differ
