@@ -12,6 +12,14 @@ else the GPUs ``nvidia-smi -L`` lists. Asking torch instead would initialise CUD
 visible set before it could be narrowed. ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes CUDA's numbering
 the same as ``nvidia-smi``'s (CUDA's default puts the fastest GPU first).
 
+Several experiments on one machine (``dvc queue start -j N``, or two ``dvc exp run --temp`` by
+hand) share its GPUs through leases: a stage takes its ``processes`` GPUs from the pool with an
+exclusive ``flock`` on one file per GPU in a folder every process on the machine sees
+(``STAGES_LEASE_DIR``, default ``<tmp>/stages-device-leases``), holds them as long as it runs, and
+waits, saying so, while too few are free. The kernel releases a ``flock`` when its process ends,
+however it ends, so a killed experiment never strands a GPU. A machine without GPUs can declare
+a pool of its own (``STAGES_DEVICE_POOL=a,b``) to run at most that many stages at once, on the CPU.
+
 Which GPUs ran is recorded in the stage's metrics (``devices``); it is not a param, since it
 changes no result.
 
@@ -22,17 +30,25 @@ it after installing torch's CUDA build).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 from stages.errors import InputError
 
 log = logging.getLogger(__name__)
 VISIBLE = "CUDA_VISIBLE_DEVICES"
+POOL = "STAGES_DEVICE_POOL"  # a declared pool: overrides the GPUs found (e.g. labels on a CPU box)
+LEASES = "STAGES_LEASE_DIR"  # where leases are held: one folder for every process on the machine
+CLAIMED = "STAGES_DEVICES"  # what this stage claimed, for its workers' metrics
+_held: list = []  # this process's leases (open, locked files): held until it ends
 
 
 class DeviceError(InputError):
@@ -52,8 +68,11 @@ def listed_gpus() -> list[str]:
 
 
 def pool() -> list[str]:
-    """The GPUs this process may use, in CUDA's order: ``CUDA_VISIBLE_DEVICES`` entries when set
-    (indices or UUIDs; CUDA ignores everything from an invalid entry on, as here), else the listed ones."""
+    """The devices this process may lease, in CUDA's order: a declared pool (``STAGES_DEVICE_POOL``),
+    else ``CUDA_VISIBLE_DEVICES`` entries when set (indices or UUIDs; CUDA ignores everything from
+    an invalid entry on, as here), else the GPUs ``nvidia-smi`` lists."""
+    if os.environ.get(POOL):
+        return [entry.strip() for entry in os.environ[POOL].split(",") if entry.strip()]
     if VISIBLE not in os.environ:
         return listed_gpus()
     entries = []
@@ -74,18 +93,72 @@ def claim(processes: int, key: str) -> list[str]:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         raise RuntimeError("devices.claim() after CUDA was initialised: CUDA_VISIBLE_DEVICES is read once")
+    held = os.environ.get(CLAIMED, "").split(",") if _held else []
+    if len(held) == processes:  # claimed before in this process (a stage body run twice)
+        return held
     gpus = pool()
     if not gpus:
         return []
     if len(gpus) < processes:
         raise DeviceError(f"{key}: {processes} processes need {processes} GPUs, one each, but "
                           f"{len(gpus)} {'is' if len(gpus) == 1 else 'are'} visible ({', '.join(gpus)})")
-    chosen = gpus[:processes]
+    chosen = lease(gpus, processes)
+    os.environ[CLAIMED] = ",".join(chosen)
+    if os.environ.get(POOL) and not listed_gpus():  # a declared pool of a CPU box: labels, no CUDA
+        log.info("using device %s of the declared pool (on the CPU)", ", ".join(chosen))
+        return chosen
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     os.environ[VISIBLE] = ",".join(chosen)
     require_usable(chosen)
     log.info("using GPU %s (%s=%s)", ", ".join(chosen), VISIBLE, os.environ[VISIBLE])
     return chosen
+
+
+def lease_dir() -> Path:
+    return Path(os.environ.get(LEASES) or Path(tempfile.gettempdir()) / "stages-device-leases")
+
+
+def lease(devices: list[str], count: int, poll_s: float = 2.0) -> list[str]:
+    """Lease ``count`` of ``devices`` for as long as this process runs, waiting while fewer are free.
+
+    Leases are taken under a short lock on the whole folder, so two stages never each hold part
+    of what the other needs. Each lease file names its holder (pid and folder) for the message
+    of whoever waits."""
+    folder = lease_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    waiting_since = None
+    while True:
+        with open(folder / ".pool.lock", "a") as whole:
+            fcntl.flock(whole, fcntl.LOCK_EX)
+            taken, holders = [], []
+            for device in devices:
+                if len(taken) == count:
+                    break
+                handle = open(folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', device)}.lease", "a+")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.seek(0)
+                    holders.append(f"{device}: {handle.read().strip() or 'another process'}")
+                    handle.close()
+                    continue
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"pid {os.getpid()} in {os.getcwd()}\n")
+                handle.flush()
+                taken.append((device, handle))
+            if len(taken) == count:
+                _held.extend(handle for _, handle in taken)
+                if waiting_since is not None:
+                    log.info("device free after %.0f s of waiting", time.monotonic() - waiting_since)
+                return [device for device, _ in taken]
+            for _, handle in taken:
+                handle.close()  # closing releases its flock
+        if waiting_since is None:
+            waiting_since = time.monotonic()
+            log.warning("waiting for %d free device(s) of %s; held: %s", count, ", ".join(devices),
+                        "; ".join(holders))
+        time.sleep(poll_s)
 
 
 def require_usable(gpus: list[str]) -> None:
@@ -104,11 +177,9 @@ def require_usable(gpus: list[str]) -> None:
 
 
 def in_use() -> str:
-    """The devices this process runs on, for the metrics: the GPUs claimed (as
-    ``CUDA_VISIBLE_DEVICES`` names them), or ``cpu``."""
-    import torch
-
-    return (",".join(pool()) or "cpu") if torch.cuda.is_available() else "cpu"
+    """The devices this stage runs on, for the metrics: what it claimed (GPUs as
+    ``CUDA_VISIBLE_DEVICES`` names them, or a declared pool's labels), or ``cpu``."""
+    return os.environ.get(CLAIMED) or "cpu"
 
 
 def main() -> None:

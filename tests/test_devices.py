@@ -14,12 +14,17 @@ from stages.devices import DeviceError
 
 
 @pytest.fixture(autouse=True)
-def _environment_restored():
-    """claim() sets CUDA_VISIBLE_DEVICES for the process, as it must: undo it after each test."""
+def _environment_restored(tmp_path):
+    """claim() sets CUDA_VISIBLE_DEVICES for the process and holds its leases until the process
+    ends, as it must: each test leases in a folder of its own, and both are undone after it."""
     saved = dict(os.environ)
+    os.environ[devices.LEASES] = str(tmp_path / "leases")
+    os.environ.pop(devices.POOL, None)
     yield
     os.environ.clear()
     os.environ.update(saved)
+    while devices._held:
+        devices._held.pop().close()
 
 
 def fake_nvidia_smi(folder: Path, gpus: int) -> Path:
@@ -49,8 +54,14 @@ def test_one_process_takes_one_gpu_of_eight(eight_gpus):
     # 8x larger batch than params.yaml (and dvc.lock) say.
     assert devices.claim(1, "train.processes") == ["0"]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert devices.claim(1, "train.processes") == ["0"]  # the same stage again: its own lease
+    first = devices._held[:]  # a second stage on the same box: another process, as the lease
+    devices._held.clear()     # files see it (the first one's lease stays open, and locked)
+    os.environ.pop("CUDA_VISIBLE_DEVICES")
+    assert devices.claim(1, "train.processes") == ["1"]  # leased: it gets another GPU
+    assert first[0].name.endswith("0.lease")
     assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA's numbering = nvidia-smi's
-    assert devices.in_use() == "0"
+    assert devices.in_use() == "1"
 
 
 def test_n_processes_take_n_gpus(eight_gpus):
@@ -145,3 +156,54 @@ def torch_version() -> str:
     import torch
 
     return torch.__version__.split("+")[0]
+
+
+LEASE = """
+import logging, sys, time
+logging.basicConfig(level=logging.INFO)
+from stages import devices
+print(",".join(devices.lease(sys.argv[1].split(","), int(sys.argv[2]), poll_s=0.2)), flush=True)
+time.sleep(120)
+"""
+
+
+def test_lease_each_stage_its_own_device_and_the_next_waits_for_one(tmp_path):
+    """Three stages, a pool of two: two hold different devices, the third waits (saying so) and
+    takes the device of the first that ends, however it ends (SIGKILL here)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    def holder() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", LEASE, "gpu-a,gpu-b", "1"], cwd=ROOT, env=dict(os.environ),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first, second = holder(), holder()
+    try:
+        held = {first.stdout.readline().strip(), second.stdout.readline().strip()}
+        assert held == {"gpu-a", "gpu-b"}
+        third = holder()
+        waiting = ""
+        while "waiting for 1 free device(s) of gpu-a, gpu-b" not in waiting:
+            waiting += third.stderr.readline()
+            assert third.poll() is None
+        assert "held: gpu-a: pid" in waiting
+        first.kill()
+        assert third.stdout.readline().strip() in held
+    finally:
+        for proc in (first, second, third):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_declared_pool_on_a_cpu_box(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: no GPU
+    monkeypatch.setenv(devices.POOL, "slot-a, slot-b")
+    assert devices.claim(1, "train.processes") == ["slot-a"]
+    first = devices._held[:]  # as if from another process: slot-a's lease stays open, and locked
+    devices._held.clear()
+    assert devices.claim(1, "train.processes") == ["slot-b"]
+    assert first[0].name.endswith("slot-a.lease")
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # nothing of CUDA's is touched
+    assert devices.in_use() == "slot-b"
