@@ -81,6 +81,7 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
         _guard = guard
         with atomic.transaction(guard.check if guard else None):
             body()
+        launch.barrier()  # several ranks: all wait until rank 0's outputs are in place
     except InputError as exc:
         _fail(f"error: {exc}", 1)
     except OSError as exc:

@@ -82,14 +82,11 @@ def generate_distributed(model, tokenizer, texts: list[str], cfg: Generate) -> t
     import torch.distributed as dist
 
     launch.init_process_group()  # on cuda:LOCAL_RANK with NCCL, so the gather below is too
-    try:
-        mine = list(range(launch.rank(), len(texts), launch.world_size()))
-        device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
-        outputs, counts = generate(model, tokenizer, [texts[i] for i in mine], cfg, device)
-        shares: list = [None] * launch.world_size()
-        dist.all_gather_object(shares, (mine, outputs, counts))
-    finally:
-        dist.destroy_process_group()
+    mine = list(range(launch.rank(), len(texts), launch.world_size()))
+    device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
+    outputs, counts = generate(model, tokenizer, [texts[i] for i in mine], cfg, device)
+    shares: list = [None] * launch.world_size()
+    dist.all_gather_object(shares, (mine, outputs, counts))  # the group ends with the stage (cli.run)
     outputs, lengths = [""] * len(texts), [0] * len(texts)
     for indices, share_texts, share_counts in shares:
         for i, text, count in zip(indices, share_texts, share_counts):
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         if not launch.launched():  # torchrun's workers inherit the GPUs claimed here
             devices.claim(params.generate.processes, "generate.processes")
-        if params.generate.processes > 1 and not launch.launched():
+        if launch.needed(params.generate.processes):
             launch.relaunch("stages.infer", params.generate.processes, sys.argv[1:])
         log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
                  params.prompt, params.generate)

@@ -16,6 +16,13 @@ The launcher runs in the stage's own process rather than as a ``torchrun`` child
   instead of the terminal (``ERROR_DIR``), and the stage prints one of them once, rank 0's
   first, with that rank's exit status; the launcher's own traceback (``ChildFailedError``) and
   the "interrupted" lines of ranks it stopped are not shown.
+
+Across nodes (``slurm/train.sbatch``): the same command runs once per node, each with
+``STAGES_NNODES``, ``STAGES_NODE_RANK`` and a shared ``STAGES_RDZV_ENDPOINT`` (host:port of one
+node) and ``STAGES_RDZV_ID``; the launchers meet through torchrun's c10d rendezvous, never
+``--standalone``. The project folder is shared by the nodes: node 0 prepares the checkpoints,
+global rank 0 writes the outputs, and every rank waits at a barrier until those are in place
+(``cli.run``), so the node where DVC runs the stage ends only after they are.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from stages.errors import Interrupted
+from stages.errors import InputError, Interrupted
 
 log = logging.getLogger(__name__)
 ERROR_DIR = "STAGE_ERROR_DIR"  # where launched workers leave their one-line error (cli.run)
@@ -48,6 +55,19 @@ def rank() -> int:
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def nodes() -> int:
+    return int(os.environ.get("STAGES_NNODES", "1"))
+
+
+def node_rank() -> int:
+    return int(os.environ.get("STAGES_NODE_RANK", "0"))
+
+
+def needed(processes: int) -> bool:
+    """Whether a stage with ``processes`` per node must launch workers (not already being one)."""
+    return (processes > 1 or nodes() > 1) and not launched()
 
 
 def launched() -> bool:
@@ -74,11 +94,24 @@ def init_process_group() -> None:
         dist.init_process_group("gloo")
 
 
-def destroy_process_group() -> None:
-    """Leave the process group, if this process joined one (NCCL warns at exit otherwise)."""
+def _group():  # torch.distributed when this process joined a group, else None
     torch = sys.modules.get("torch")
     if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        return torch.distributed
+    return None
+
+
+def barrier() -> None:
+    """Wait for every rank (after rank 0 moved the outputs into place): across nodes, the node
+    running DVC must not end its stage before a rank 0 on another node has written them."""
+    if (dist := _group()) is not None:
+        dist.barrier()
+
+
+def destroy_process_group() -> None:
+    """Leave the process group, if this process joined one (NCCL warns at exit otherwise)."""
+    if (dist := _group()) is not None:
+        dist.destroy_process_group()
 
 
 def report(line: str, status: int) -> bool:
@@ -103,11 +136,19 @@ def relaunch(module: str, processes: int, argv: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    # torchrun --standalone: a rendezvous on a free local port, a fresh id, no restarts.
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, rdzv_backend="c10d",
-                          rdzv_endpoint="localhost:0", run_id=str(uuid.uuid4()), max_restarts=0)
+    count = nodes()
+    if count > 1:  # every node's launcher meets the others at the endpoint
+        endpoint, run_id = os.environ.get("STAGES_RDZV_ENDPOINT"), os.environ.get("STAGES_RDZV_ID")
+        if not (endpoint and run_id):
+            raise InputError(f"STAGES_NNODES={count}: set STAGES_RDZV_ENDPOINT (host:port of one node, "
+                             "the same on every node) and STAGES_RDZV_ID (e.g. the scheduler's job id)")
+    else:  # torchrun --standalone: a rendezvous on a free local port, a fresh id
+        endpoint, run_id = "localhost:0", str(uuid.uuid4())
+    config = LaunchConfig(min_nodes=count, max_nodes=count, nproc_per_node=processes, rdzv_backend="c10d",
+                          rdzv_endpoint=endpoint, run_id=run_id, max_restarts=0)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # our one line says it
-    log.info("launching %d processes: python -m %s %s", processes, module, " ".join(argv))
+    log.info("launching %d processes on node %d of %d: python -m %s %s", processes, node_rank(), count,
+             module, " ".join(argv))
     with tempfile.TemporaryDirectory(prefix="stage-errors-") as errors:
         os.environ[ERROR_DIR] = errors
         try:

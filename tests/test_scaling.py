@@ -16,20 +16,58 @@ def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_two_process_training_matches_one_process(built_project, tmp_path):
+@pytest.fixture(scope="module")
+def two_processes(built_project, tmp_path_factory):
+    """The built project trained again as 4 x 2 processes (the built one: 8 x 1 process)."""
+    two = set_params(copy_project(built_project, tmp_path_factory.mktemp("two") / "p"),
+                     train__batch_size=4, train__processes=2)
+    dvc(two, "repro", "train_lora")
+    return two
+
+
+def test_two_process_training_matches_one_process(built_project, two_processes):
     # Same effective batch: 8 x 1 process (the built project) == 4 x 2 processes, at the demo's
     # gradient accumulation in both.
-    one = built_project
+    one, two = built_project, two_processes
     assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 8
-    two = set_params(copy_project(one, tmp_path / "two"), train__batch_size=4, train__processes=2)
-    dvc(two, "repro", "train_lora")
     m1, m2 = (json.loads((p / "metrics" / "train_lora.json").read_text()) for p in (one, two))
     accumulation = load_params(one / "params.yaml").train.gradient_accumulation_steps
     assert m1["effective_batch_size"] == m2["effective_batch_size"] == 8 * accumulation
+    assert m1["gradient_accumulation_steps"] == m2["gradient_accumulation_steps"] == accumulation
+    assert m1["devices"] == m2["devices"] == "cpu"
     assert m2["steps"] == m1["steps"] == 20
     assert m2["best_eval_loss"] == pytest.approx(m1["best_eval_loss"], rel=0.05)
-    assert sorted(p.name for p in (two / "models" / "lora").iterdir()) == [
-        "README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert {p.name for p in (two / "models" / "lora").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+
+
+def test_two_nodes_train_as_one_node_with_two_processes(built_project, two_processes, tmp_path):
+    """2 "nodes" x 1 process on loopback, meeting through the c10d rendezvous as a Slurm job's
+    nodes do (slurm/train.sbatch), train what 1 node x 2 processes trains: the same loss curve
+    and the same adapter."""
+    import socket
+    import subprocess
+    import sys
+
+    from demo.run import stage_env
+
+    project = set_params(copy_project(built_project, tmp_path / "p"), train__batch_size=4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = []
+    for node in (0, 1):
+        env = dict(stage_env(), STAGES_NNODES="2", STAGES_NODE_RANK=str(node),
+                   STAGES_RDZV_ENDPOINT=f"127.0.0.1:{port}", STAGES_RDZV_ID="two-nodes-test")
+        nodes.append(subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=project, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in nodes:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    curve = "metrics/train_lora/plots/metrics/train/loss.tsv"
+    rows = [[line.split("\t")[:2] for line in (p / curve).read_text().splitlines()] for p in (project, two_processes)]
+    assert rows[0] == rows[1]
+    adapter = "models/lora/adapter_model.safetensors"
+    assert (project / adapter).read_bytes() == (two_processes / adapter).read_bytes()
 
 
 def test_two_process_inference_matches_one_process(built_project, tmp_path):
