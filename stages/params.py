@@ -58,6 +58,10 @@ class Paths(_Section):
     # Every file a stage writes or reads from another stage, named here once. dvc.yaml spells the
     # same paths with templating (${paths.metrics}/split.json, ${paths.models}/${item} ...);
     # tests/test_dvc_yaml.py resolves dvc.yaml with DVC itself and holds the two together.
+    def params_check(self) -> Path:
+        """check_params' output: every other stage depends on it, so a bad value stops DVC there."""
+        return Path(self.metrics) / "records" / "params_checked"
+
     def split_file(self, split: str) -> Path:
         return Path(self.split) / f"{split}.parquet"
 

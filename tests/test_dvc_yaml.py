@@ -80,7 +80,7 @@ def imported_stage_modules(module: str) -> set[str]:
 
 def test_the_design_cards_stages_exist(stages):
     """split, tokenize, train_lora, infer (one per model) and score, found by their names."""
-    assert set(stages) == {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score",
+    assert set(stages) == {"check_params", "split", "tokenize", "train_lora", "infer@base", "infer@lora", "score",
                            *(f"train_baseline@{b}" for b in BASELINES), *(f"infer_baseline@{b}" for b in BASELINES)}
     for name in ("split", "tokenize", "train_lora", "score"):
         assert module_of(stages[name]) == name  # `dvc repro X` runs stages/X.py
@@ -121,13 +121,16 @@ def test_outputs_and_data_inputs_are_the_paths_the_stages_use(stages, paths):
         return set(stages[name]["outs"])
 
     def data(name: str) -> set[str]:
-        return {d for d in stages[name]["deps"] if not d.startswith("stages/")}
+        return {d for d in stages[name]["deps"] if not d.startswith("stages/")} - {str(paths.params_check())}
 
     def trained(variant: str) -> set[str]:
         log = paths.train_log(variant)  # DVCLive's folder: its summary and its curves
         return {str(paths.model_dir(variant)), f"{log}/metrics.json", f"{log}/plots/metrics",
                 str(paths.train_metrics(variant))}
 
+    assert outs("check_params") == {str(paths.params_check())} and not data("check_params")
+    for name in set(stages) - {"check_params"}:  # every stage waits for the params check
+        assert str(paths.params_check()) in stages[name]["deps"], name
     assert outs("split") == {paths.split, str(paths.split_metrics())}
     assert outs("tokenize") == {paths.tokenized, str(paths.tokenize_metrics())}
     assert data("tokenize") == {str(paths.split_file("train")), str(paths.split_file("validation"))}

@@ -1,0 +1,59 @@
+"""check_params: a bad params value is refused before DVC touches any result."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from stages.check_params import CHECKED
+from stages.params import load_params
+from tests.conftest import ROOT, copy_project, dvc, set_params
+
+
+def run_check(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.check_params"], cwd=cwd, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+
+
+def digest(path: Path) -> str:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(b"".join(p.relative_to(path.parent).as_posix().encode() + p.read_bytes()
+                                   for p in files)).hexdigest()
+
+
+def test_valid_params_write_the_same_bytes_and_a_bad_value_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    out = tmp_path / load_params(tmp_path / "params.yaml").paths.params_check()
+    assert run_check(tmp_path).returncode == 0 and out.read_text() == CHECKED
+    set_params(tmp_path, lora__r=-1)
+    out.unlink()
+    bad = run_check(tmp_path)
+    assert bad.returncode == 1 and not out.exists()
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "lora.r" in bad.stderr
+
+
+def test_a_bad_value_leaves_every_result_in_place(built_project, tmp_path):
+    """`dvc exp run -S lora.r=-1` stops at check_params: the adapter and the training metrics
+    (which DVC would remove before rerunning train_lora) are byte-identical."""
+    project = copy_project(built_project, tmp_path / "p")
+    paths = load_params(project / "params.yaml").paths
+    kept = [project / paths.model_dir("lora"), project / paths.train_metrics("lora"),
+            project / paths.predictions_file("lora"), project / paths.scores()]
+    before = [digest(p) for p in kept]
+    failed = dvc(project, "exp", "run", "-S", "lora.r=-1", check=False)
+    assert failed.returncode != 0
+    ours = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and "lora.r" in ours[0], failed.stdout + failed.stderr
+    assert "Running stage 'train_lora'" not in failed.stdout
+    assert [digest(p) for p in kept] == before
+
+
+def test_a_valid_change_reruns_the_check_and_only_the_stages_it_concerns(built_project, tmp_path):
+    project = copy_project(built_project, tmp_path / "p")
+    examples = load_params(project / "params.yaml").score.examples
+    set_params(project, score__examples=examples + 1)
+    out = dvc(project, "repro").stdout
+    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"check_params", "score"}, out
