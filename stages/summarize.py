@@ -1,0 +1,236 @@
+"""summarize (a command, not a stage): new dialogues -> summaries, with a trained LoRA adapter.
+
+    python -m stages.summarize dialogues.txt               # blank-line separated dialogues
+    python -m stages.summarize chats.jsonl --out jsonl     # {"id"?, "dialogue"} per line
+    python -m stages.summarize chats.csv --rev v1.2        # the adapter of a git revision (via DVC)
+    cat dialogue.txt | python -m stages.summarize -        # stdin
+    python -m stages.summarize --merge merged/             # base + adapter merged, for serving
+
+The adapter is this workspace's (``{paths.models}/lora``), a git revision's (``--rev``: fetched
+through DVC from the cache or the remote, as ``dvc get`` would) or any adapter folder
+(``--adapter``, e.g. what ``dvc artifacts get <repo> lora-adapter`` delivered). Its base model is
+the one the adapter names (``adapter_config.json``: the hub id at its commit, or a folder
+relative to the project), so a revision's adapter runs on its own base. The prompt and the
+generation settings are params.yaml's ``prompt`` and ``generate`` (the revision's with ``--rev``),
+as the infer stage used them: a summary here is what the scores measured.
+
+Input is text (dialogues separated by a blank line), jsonl or csv (a ``dialogue`` column, an
+optional ``id``), told by the file's suffix or ``--format``. Output is one summary per line
+(``--out text``) or jsonl with the id. Generation is batched, in bf16 on a GPU that has it,
+fp32 elsewhere. Bad input is one ``error:`` line and exit status 1.
+
+``--merge DIR`` writes the base model with the adapter folded into its weights (safetensors, fp32)
+and the tokenizer: a plain model that ``AutoModelForSeq2SeqLM.from_pretrained`` loads, for
+serving stacks that take no adapters. Its greedy summaries are those of base + adapter.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from stages import checksums, cli, modeling, prompt
+from stages.atomic import atomic_path
+from stages.errors import DataError, InputError, ModelError
+from stages.params import Generate, Model, Params, load_params, parse_params, read_yaml
+
+log = logging.getLogger(__name__)
+FORMATS = ("text", "jsonl", "csv")
+
+
+def parse_dialogues(text: str, fmt: str, source: str) -> list[dict]:
+    """``[{"id", "dialogue"}]`` from ``text`` in format ``fmt``; ``DataError`` naming ``source``
+    and the line or row for anything that is not a dialogue."""
+    if fmt == "text":
+        blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
+        rows = [{"id": str(n), "dialogue": b} for n, b in enumerate((b for b in blocks if b), 1)]
+    elif fmt == "jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{source}: line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("dialogue"), str):
+                raise DataError(f"{source}: line {number}: expected an object with a \"dialogue\" string")
+            rows.append({"id": str(record.get("id", len(rows) + 1)), "dialogue": record["dialogue"]})
+    elif fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if "dialogue" not in (reader.fieldnames or []):
+            raise DataError(f"{source}: no 'dialogue' column (columns: {', '.join(reader.fieldnames or []) or 'none'})")
+        rows = [{"id": str(r.get("id") or n), "dialogue": r["dialogue"] or ""}
+                for n, r in enumerate(reader, 1)]
+    else:
+        raise InputError(f"--format: one of {', '.join(FORMATS)} (got {fmt!r})")
+    empty = [r["id"] for r in rows if not r["dialogue"].strip()]
+    if empty:
+        raise DataError(f"{source}: dialogue {empty[0]} is empty")
+    if not rows:
+        raise DataError(f"{source}: no dialogue in it")
+    return rows
+
+
+def format_of(path: str, given: str | None) -> str:
+    if given:
+        return given
+    suffix = Path(path).suffix.lower()
+    return {".jsonl": "jsonl", ".csv": "csv"}.get(suffix, "text")
+
+
+def read_input(path: str, fmt: str | None) -> list[dict]:
+    source = "stdin" if path == "-" else path
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8") from None
+    return parse_dialogues(text, format_of(path, fmt), source)
+
+
+def base_of(adapter: Path) -> Model:
+    """The base model an adapter names: ``base_model_name_or_path`` and ``revision``."""
+    config = adapter / "adapter_config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+        return Model(name=data["base_model_name_or_path"], revision=data.get("revision"))
+    except FileNotFoundError:
+        raise ModelError(f"{adapter}: no adapter_config.json (not a LoRA adapter folder)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{config}: no base model named in it ({exc})") from None
+
+
+def base_folder(model: Model, params: Params) -> Path:
+    """A local folder as named (relative to the project), else the hub snapshot at its commit."""
+    local = Path(model.name)
+    if local.is_dir():
+        return local
+    return modeling.resolve(model, params.hub).folder
+
+
+def load(adapter: Path, params: Params, merge: bool, dtype=None):
+    """(model, tokenizer): the adapter's base + the adapter, checked against its manifest."""
+    if (adapter / checksums.MANIFEST).is_file():  # what a stage wrote; a folder of one's own may have none
+        checksums.verify(adapter)
+    folder = base_folder(base_of(adapter), params)
+    model = modeling.load_variant(folder, "base", adapter, merge=False)
+    from peft import PeftModel
+
+    with modeling.peft_quietly():
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    if merge:
+        model = model.merge_and_unload()  # in fp32: the cast below rounds the sum once
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval(), modeling.load_tokenizer(folder)
+
+
+def summarize(model, tokenizer, dialogues: list[str], prompt_cfg, cfg: Generate, device: str) -> list[str]:
+    """Greedy/beam summaries of ``dialogues``, in their order, batched longest first."""
+    import torch
+    from tqdm.auto import tqdm
+
+    texts, _ = prompt.fit(tokenizer, prompt_cfg, dialogues)
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    outputs = [""] * len(texts)
+    model.to(device)
+    with torch.inference_mode(), tqdm(total=len(texts), desc="summarizing", unit="dialogue",
+                                      disable=len(texts) < cfg.batch_size) as bar:
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+            out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
+                                 no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False)
+            for i, text in zip(batch, tokenizer.batch_decode(out, skip_special_tokens=True)):
+                outputs[i] = " ".join(text.split())  # one line per summary
+            bar.update(len(batch))
+    return outputs
+
+
+def merge_to(adapter: Path, params: Params, out: Path) -> None:
+    """Write base + adapter merged (fp32 safetensors) and the tokenizer to ``out``, whole or not at all."""
+    model, tokenizer = load(adapter, params, merge=True)
+    with atomic_path(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    log.info("merged model written to %s", out)
+
+
+def revision_params(rev: str) -> Params:
+    """params.yaml as committed at ``rev`` (a git revision)."""
+    import dvc.api
+
+    try:
+        text = dvc.api.read("params.yaml", repo=".", rev=rev)
+    except Exception as exc:  # DVC's errors have no common base worth naming here
+        raise InputError(f"--rev {rev}: cannot read params.yaml there ({exc})") from None
+    return parse_params(read_yaml(text), f"params.yaml@{rev}")
+
+
+def fetch_adapter(rev: str, path: Path, into: Path) -> Path:
+    """The adapter folder at git revision ``rev``, fetched through DVC (cache, else remote)."""
+    from dvc.repo import Repo
+
+    target = into / "adapter"
+    try:
+        Repo.get(".", path.as_posix(), out=str(target), rev=rev)
+    except Exception as exc:
+        raise InputError(f"--rev {rev}: cannot fetch {path} ({' '.join(str(exc).split())})") from None
+    return target
+
+
+def write_output(rows: list[dict], summaries: list[str], out: str) -> None:
+    for row, summary in zip(rows, summaries):
+        if out == "jsonl":
+            print(json.dumps({"id": row["id"], "summary": summary}, ensure_ascii=False))
+        else:
+            print(summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser(__doc__)
+    parser.add_argument("input", nargs="?", help="dialogues file, or - for stdin")
+    parser.add_argument("--format", choices=FORMATS, help="input format (default: by suffix; text otherwise)")
+    parser.add_argument("--out", choices=("text", "jsonl"), default="text", help="output format")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--adapter", type=Path, help="an adapter folder (default: this workspace's)")
+    where.add_argument("--rev", help="the adapter of this git revision, fetched through DVC")
+    parser.add_argument("--merge", type=Path, metavar="DIR", help="write base + adapter merged to DIR")
+    args = parser.parse_args(argv)
+    if args.input is None and args.merge is None:
+        parser.error("give a dialogues file (or - for stdin), or --merge DIR")
+
+    def body() -> None:
+        params = revision_params(args.rev) if args.rev else load_params(args.params)
+        with ExitStack() as stack:
+            adapter = args.adapter or params.paths.model_dir("lora")
+            if args.rev:
+                into = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adapter-")))
+                adapter = fetch_adapter(args.rev, adapter, into)
+            if args.merge is not None:
+                merge_to(adapter, params, args.merge)
+                if args.input is None:
+                    return
+            rows = read_input(args.input, args.format)  # before loading: bad input fails at once
+            bf16 = modeling.use_bf16("auto", "generation")
+            import torch
+
+            model, tokenizer = load(adapter, params, merge=params.generate.merge_lora,
+                                    dtype=torch.bfloat16 if bf16 else torch.float32)
+            summaries = summarize(model, tokenizer, [r["dialogue"] for r in rows], params.prompt,
+                                  params.generate, modeling.device())
+        write_output(rows, summaries, args.out)
+
+    cli.run(body)
+
+
+if __name__ == "__main__":
+    main()
