@@ -30,7 +30,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-from stages import atomic, batching, cli, devices, launch, modeling
+from stages import atomic, batching, checksums, cli, devices, launch, modeling
 from stages.atomic import atomic_path, write_json
 from stages.params import Params, Train, load_params
 
@@ -240,6 +240,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     with atomic_path(paths.model_dir(variant)) as out:
         save(trainer.model, out)
         weights_mb = round(sum(f.stat().st_size for f in out.iterdir()) / 2**20, 3)
+        checksums.write(out)  # last, so it covers every file the folder is moved in with
     # Checkpoints exist to survive a crash; once the weights are in place they have served.
     # Keeping them would make a forced rerun "resume" at the last step instead of training again.
     # Not before: a stage refused at the end (stages.guard) must still be able to resume.
@@ -310,6 +311,7 @@ def run(variant: str, doc: str, argv: list[str] | None,
 
     def body() -> None:
         params = load_params(args.params)
+        checksums.verify(params.paths.tokenized)  # before its hash decides which checkpoints resume
         log.info("train %s params: seed=%s model=%s %s=%s train=%s runtime=%s tracking=%s", variant,
                  params.seed, params.model, variant, getattr(params, variant), params.train, params.runtime,
                  params.tracking)

@@ -6,7 +6,8 @@ DVC cannot declare "this folder, but only when the model is local" as a dependen
 params carry the pin and a changed folder is refused until the params say so (which in turn
 reruns exactly the stages that read the model).
 
-Weights load from safetensors only and never with ``trust_remote_code``.
+Weights load from safetensors only and never with ``trust_remote_code``; the trained variants
+only after their checksums match (``stages/checksums.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stages import checksums
 from stages import hub as hub_client
 from stages.errors import ModelError
 from stages.params import Hub, Model
@@ -122,7 +124,12 @@ def load_variant(folder: Path, variant: str, trained: Path, merge: bool,
     Merging folds ``B @ A * alpha / r`` into the frozen weights, so generation runs at the base
     model's speed; the outputs match the unmerged model up to float rounding (tested). The merge
     happens in the weights' own fp32 and the cast after it, so bf16 rounds the sum once.
+
+    A trained variant's folder is checked against its ``SHA256SUMS`` first (``stages.checksums``):
+    a damaged adapter loads without complaint and generates garbage.
     """
+    if variant in ("lora", "full"):
+        checksums.verify(trained)
     if variant == "full":
         model = load_model(trained)
         return (model if dtype is None else model.to(dtype)).eval()

@@ -17,7 +17,7 @@ import logging
 
 import pandas as pd
 
-from stages import cli, modeling, prompt
+from stages import checksums, cli, modeling, prompt
 from stages.atomic import atomic_path, write_json
 from stages.params import Prompt, load_params
 
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt, resolved.pin)
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))
+            checksums.write(out)  # train_lora and the baselines check the data before training on it
         write_json(params.paths.tokenize_metrics(), {**metrics, "params_sha256": cli.params_digest()})
         log.info("tokenized: %s", metrics)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stages import modeling
+from stages import checksums, modeling
 from stages.infer import generate, group_references
 from stages.params import Generate, Prompt
 from stages.prompt import build_all
@@ -105,6 +105,7 @@ def test_bf16_cast_of_a_merged_adapter_generates_on_cpu(tmp_path, tiny_model):
             if "lora_B" in name:
                 p.normal_(std=0.02, generator=torch.Generator().manual_seed(1))
     save_adapter(lora, tmp_path / "lora")
+    checksums.write(tmp_path / "lora")  # as train_lora writes it: load_variant checks it first
     model = modeling.load_variant(tiny_model, "lora", tmp_path / "lora", merge=True, dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert not any("lora" in name for name, _ in model.named_parameters())  # merged, not wrapped

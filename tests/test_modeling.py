@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from stages import modeling
+from stages import checksums, modeling
 from stages.errors import ModelError
 from stages.params import Hub, Model
 
@@ -67,6 +67,7 @@ def test_merged_adapter_generates_like_unmerged(tiny_model, tmp_path):
                         task_type="SEQ_2_SEQ_LM",
                         init_lora_weights=False)  # non-zero B: the adapter must change outputs
     get_peft_model(modeling.load_model(tiny_model), config).save_pretrained(tmp_path / "adapter")
+    checksums.write(tmp_path / "adapter")  # as the training stages write it: load_variant checks it
     tokenizer = modeling.load_tokenizer(tiny_model)
     batch = tokenizer(["#Person1#: Can I book a table for two at 7 pm?\n#Person2#: Sure."],
                       return_tensors="pt")
@@ -107,6 +108,7 @@ def test_wrapping_with_peft_warns_nothing(tiny_model, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         save_adapter(add_lora(modeling.load_model(tiny_model), lora, seed=0), tmp_path / "lora")
+        checksums.write(tmp_path / "lora")
         modeling.load_variant(tiny_model, "lora", tmp_path / "lora", merge=True)
     assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []
     # modeling.peft_quietly exists for this line of peft; when an upgrade drops it, drop the filter.
