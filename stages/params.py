@@ -74,6 +74,10 @@ class Paths(_Section):
     def model_dir(self, variant: str) -> Path:
         return Path(self.models) / variant
 
+    def published_adapter(self) -> Path:
+        """The card stage's output and the ``lora-adapter`` artifact: the adapter with its card."""
+        return Path(self.models) / "lora-adapter"
+
     def checkpoint_dir(self, variant: str) -> Path:
         return Path(self.checkpoints) / variant
 

@@ -18,7 +18,7 @@ import pytest
 from stages.params import UNDECLARED, Paths, load_params, read_yaml
 from tests.conftest import ROOT
 
-STAGE_MODULES = {"split", "tokenize", "train_lora", "train_full", "infer", "score"}
+STAGE_MODULES = {"split", "tokenize", "train_lora", "train_full", "infer", "score", "card"}
 BASELINES = ["full"]  # every value params.yaml `baselines` may hold
 RESOLVE = """
 import json
@@ -81,8 +81,8 @@ def imported_stage_modules(module: str) -> set[str]:
 def test_the_design_cards_stages_exist(stages):
     """split, tokenize, train_lora, infer (one per model) and score, found by their names."""
     assert set(stages) == {"check_params", "split", "tokenize", "train_lora", "infer@base", "infer@lora", "score",
-                           *(f"train_baseline@{b}" for b in BASELINES), *(f"infer_baseline@{b}" for b in BASELINES)}
-    for name in ("split", "tokenize", "train_lora", "score"):
+                           "card", *(f"train_baseline@{b}" for b in BASELINES), *(f"infer_baseline@{b}" for b in BASELINES)}
+    for name in ("split", "tokenize", "train_lora", "score", "card"):
         assert module_of(stages[name]) == name  # `dvc repro X` runs stages/X.py
     assert stages["infer@base"]["cmd"].endswith("--variant base")
     assert stages["infer_baseline@full"]["cmd"].endswith("--variant full")
@@ -143,6 +143,8 @@ def test_outputs_and_data_inputs_are_the_paths_the_stages_use(stages, paths):
         assert data(name) == {str(paths.split_file("test")), *weights}, name
     assert outs("score") == {paths.per_dialogue, paths.examples, str(paths.scores_plot()), str(paths.scores())}
     assert data("score") == {paths.predictions, str(paths.split_file("test"))}
+    assert outs("card") == {str(paths.published_adapter())}
+    assert data("card") == {str(paths.model_dir("lora")), str(paths.scores()), str(paths.train_metrics("lora"))}
 
 
 def test_no_path_is_written_literally_in_dvc_yaml():
@@ -170,3 +172,9 @@ def test_settings_that_change_no_output_rerun_nothing(built_project, tmp_path):
         "generate", "score"}  # a new section is declared by some stage, or listed in UNDECLARED
     status = dvc(project, "status", "--json").stdout
     assert json.loads(status) == {}, status
+
+
+def test_the_lora_adapter_artifact_is_the_card_stages_output(paths):
+    """What `dvc artifacts get <repo> lora-adapter` delivers is the adapter with its card."""
+    artifact = read_yaml((ROOT / "dvc.yaml").read_text())["artifacts"]["lora-adapter"]["path"]
+    assert artifact.replace("${paths.models}", paths.models) == str(paths.published_adapter())
