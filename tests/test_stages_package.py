@@ -1,0 +1,33 @@
+"""What every stage process starts with (stages/__init__.py): OpenMP threads that sleep when idle,
+and progress bars on a terminal only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+PROBE = """import stages.params, os
+from tqdm.auto import tqdm
+for _ in tqdm(range(3), desc="a bar"):
+    pass
+print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("TQDM_DISABLE"))
+"""
+
+
+def probe(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "TQDM_DISABLE")}
+    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, **env}, check=True)
+
+
+def test_a_stage_process_sleeps_idle_threads_and_draws_no_bar_into_a_log():
+    out = probe()
+    assert out.stdout.split() == ["PASSIVE", "1"]
+    assert "a bar" not in out.stderr  # stderr is a pipe here, as in a redirected log
+
+
+def test_values_the_user_set_are_kept():
+    assert probe(OMP_WAIT_POLICY="ACTIVE", TQDM_DISABLE="").stdout.split() == ["ACTIVE"]
