@@ -16,7 +16,9 @@ only committed files, so it would silently demo stale code), the stages and thei
 are exactly the real ones, and a second ``make demo`` reruns only what changed since the last.
 The override file may only override keys that exist, and the merged params are validated by the
 same schema as ``params.yaml``. Inside ``demo-run/`` every DVC command works as usual
-(``dvc metrics show``, ``dvc plots show``, ``dvc exp run -S lora.r=8``).
+(``dvc metrics show``, ``dvc plots show``, ``dvc exp run -S lora.r=8``): the copy is a git
+repository on ``main`` whose last commit holds the run's ``dvc.lock``, metrics and plots, so
+``dvc metrics diff main`` and ``python -m review.report`` compare an experiment with it.
 """
 
 from __future__ import annotations
@@ -81,11 +83,28 @@ def sync(root: Path, workdir: Path, params: dict) -> None:
         YAML(typ="safe", pure=True).dump(params, f)
     if not (workdir / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
-    # A commit of the copy: DVCLive and `dvc exp` need one, and it lets `dvc metrics diff`
-    # compare a demo run with the previous one.
+    # On `main`, whatever git's default: the review commands compare with `main` by default.
+    subprocess.run(["git", "branch", "-M", "main"], cwd=workdir, check=True)
+    if subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=workdir,
+                      capture_output=True).returncode != 0:
+        commit(workdir, "make demo: the project")  # DVCLive and `dvc exp` need a commit
+
+
+def commit(workdir: Path, message: str) -> None:
+    """Commit everything in ``workdir`` that git does not ignore (nothing when nothing changed)."""
     git = ["git", "-c", "user.name=demo", "-c", "user.email=demo@localhost"]
     subprocess.run([*git, "add", "-A"], cwd=workdir, check=True)
-    subprocess.run([*git, "commit", "-qm", "make demo", "--allow-empty"], cwd=workdir, check=True)
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=workdir).returncode != 0:
+        subprocess.run([*git, "commit", "-qm", message], cwd=workdir, check=True)
+
+
+# What to try next, printed after the scores; each runs as printed (tests/test_demo_run.py).
+NEXT_STEPS = """\
+Next, try an experiment and review it against the demo's committed run (branch main):
+  cd {workdir} && source {venv}/bin/activate
+  dvc exp run -S lora.r=8     # retrains LoRA at rank 8: train_lora, infer@lora, score rerun
+  dvc metrics diff main       # what it changed in the scores and the cost
+  python -m review.report     # the pull-request report: verdict, intervals, changed outputs"""
 
 
 def stage_env() -> dict:
@@ -146,10 +165,14 @@ def main(argv: list[str] | None = None) -> None:
     command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else [])]
     if subprocess.run(command, cwd=workdir, env=stage_env()).returncode != 0:
         sys.exit(f"error: `dvc repro` failed in {workdir}")
+    # The run is the baseline: dvc.lock, metrics and plots committed on main, so an experiment
+    # has something to be compared with and never overwrites results no commit holds.
+    commit(workdir, "make demo: results of dvc repro")
     scores = json.loads((workdir / Paths(**params["paths"]).scores()).read_text())
     print(f"\nOffline demo finished in {time.perf_counter() - started:.0f} s ({workdir}):\n")
     print(score_table(scores))
-    print(f"\nSide by side: {workdir / params['paths']['examples']}")
+    print(f"\nSide by side: {workdir / params['paths']['examples']}\n")
+    print(NEXT_STEPS.format(workdir=os.path.relpath(workdir), venv=os.path.relpath(Path(sys.prefix), workdir)))
 
 
 if __name__ == "__main__":

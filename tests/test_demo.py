@@ -7,11 +7,11 @@ import json
 import pytest
 
 from demo import make_tiny_t5
-from demo.run import deep_merge, demo_params, score_table
+from demo.run import NEXT_STEPS, commit, deep_merge, demo_params, score_table, sync
 from stages import modeling
 from stages.errors import ParamsError
 from stages.params import parse_params, read_yaml
-from tests.conftest import ROOT
+from tests.conftest import ROOT, git
 
 
 def test_overlay_only_overrides_existing_keys():
@@ -163,3 +163,27 @@ def test_score_table_shows_both_variants_the_gain_the_reading_gap_and_the_human_
     assert "| rougeL - rougeL_shuffled | 0.0000 | 0.1900 | 0.3000 | +0.1900 |" in table
     assert "| invented_names | 0.2000 | 0.5000 | 0.0100 | +0.3000 |" in table
     assert "| hit_max_tokens | 0 | 7 | — | +7 |" in table
+
+
+def test_the_demo_project_is_on_main_and_its_results_are_committed(tmp_path):
+    """demo-run/ is a baseline: on `main` whatever git's default branch (an old demo-run on
+    `master` is renamed), and what `dvc repro` left is committed, so `dvc metrics diff main`
+    and `python -m review.report` (default --rev main) have a revision to compare with."""
+    workdir = tmp_path / "demo-run"
+    workdir.mkdir()
+    git(workdir, "init", "-q", "-b", "master")
+    sync(ROOT, workdir, demo_params())
+    assert git(workdir, "branch", "--show-current").strip() == "main"
+    assert git(workdir, "log", "--format=%s").split("\n")[0] == "make demo: the project"
+    (workdir / "metrics").mkdir()
+    (workdir / "metrics" / "scores.json").write_text("{}\n")  # what `dvc repro` writes, in short
+    commit(workdir, "make demo: results of dvc repro")
+    commit(workdir, "nothing new: no commit")
+    assert git(workdir, "log", "--format=%s").split("\n")[:2] == [
+        "make demo: results of dvc repro", "make demo: the project"]
+    assert git(workdir, "status", "--porcelain").strip() == ""
+    sync(ROOT, workdir, demo_params())  # a second `make demo`: no second project commit
+    assert git(workdir, "log", "--format=%s").count("make demo: the project") == 1
+    steps = NEXT_STEPS.format(workdir="demo-run", venv="../.venv")
+    assert [line.split("#")[0].strip() for line in steps.splitlines()[2:]] == [
+        "dvc exp run -S lora.r=8", "dvc metrics diff main", "python -m review.report"]
