@@ -94,7 +94,8 @@ def check_coverage(path: Path, rows: list[dict], expected: dict[str, str], varia
     """Refuse predictions that miss a test dialogue, predict another, or predict one twice."""
     keys = [dialogue_key(r["dialogue"]) for r in rows]
     rerun = f"rerun `dvc repro {infer_stage(variant)}`"
-    missing = [dialogue_id for key, dialogue_id in expected.items() if key not in set(keys)]
+    predicted = set(keys)
+    missing = [dialogue_id for key, dialogue_id in expected.items() if key not in predicted]
     if missing:
         raise DataError(f"{path}: {len(missing)} of the {len(expected)} dialogues of {split} have no "
                         f"prediction ({_named(missing)}): {rerun}")
