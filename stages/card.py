@@ -99,13 +99,14 @@ def card_text(params: Params, adapter_config: dict, scores: dict, training: dict
     revision_text = f"`{revision}`" if revision else "none: a local folder, relative to the project that trained it"
     faithful = [k for k in (*FAITHFULNESS, REPEATED) if any(k in s for s in scores.values())]
     train = params.train
+    share = f"{training.get('trainable_percent', 'n/a')} % of {training.get('total_params', 'n/a')}"
     settings = [
         ("LoRA rank r / alpha / dropout", f"{adapter_config['r']} / {adapter_config['lora_alpha']} / "
                                           f"{adapter_config['lora_dropout']}"),
         ("target modules", ", ".join(sorted(adapter_config["target_modules"]))),
-        ("trainable parameters", f"{training.get('trainable_params', 'n/a')} "
-                                 f"({training.get('trainable_percent', 'n/a')} % of {training.get('total_params', 'n/a')})"),
-        ("learning rate, scheduler, warm-up", f"{train.learning_rate}, {train.lr_scheduler}, {train.warmup_steps} steps"),
+        ("trainable parameters", f"{training.get('trainable_params', 'n/a')} ({share})"),
+        ("learning rate, scheduler, warm-up",
+         f"{train.learning_rate}, {train.lr_scheduler}, {train.warmup_steps} steps"),
         ("steps trained (best at)", f"{training.get('steps', 'n/a')} of at most {train.max_steps} "
                                     f"(best eval loss {_value(training.get('best_eval_loss'))} at step "
                                     f"{training.get('best_step', 'n/a')})"),

@@ -81,7 +81,8 @@ def imported_stage_modules(module: str) -> set[str]:
 def test_the_design_cards_stages_exist(stages):
     """split, tokenize, train_lora, infer (one per model) and score, found by their names."""
     assert set(stages) == {"check_params", "split", "tokenize", "train_lora", "infer@base", "infer@lora", "score",
-                           "card", *(f"train_baseline@{b}" for b in BASELINES), *(f"infer_baseline@{b}" for b in BASELINES)}
+                           "card", *(f"train_baseline@{b}" for b in BASELINES),
+                           *(f"infer_baseline@{b}" for b in BASELINES)}
     for name in ("split", "tokenize", "train_lora", "score", "card"):
         assert module_of(stages[name]) == name  # `dvc repro X` runs stages/X.py
     assert stages["infer@base"]["cmd"].endswith("--variant base")

@@ -66,10 +66,16 @@ class Pushed:
         return f"{self.paths['models']}/lora"
 
     @property
+    def published(self) -> str:
+        """The card stage's output, the ``lora-adapter`` artifact: the adapter and its model card."""
+        return f"{self.paths['models']}/lora-adapter"
+
+    @property
     def pulled(self) -> list[str]:
         """The DVC-cached outputs a reviewer needs: predictions, per-dialogue scores, adapter."""
         predictions = self.paths["predictions"]
-        return [f"{predictions}/base.jsonl", f"{predictions}/lora.jsonl", self.paths["per_dialogue"], self.adapter]
+        return [f"{predictions}/base.jsonl", f"{predictions}/lora.jsonl", self.paths["per_dialogue"], self.adapter,
+                self.published]
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +121,25 @@ def test_a_fresh_clone_pulls_the_results_without_training(pushed, tmp_path):
         code = ("import json, sys, dvc.api; print(json.dumps(dvc.api.artifacts_show("
                 f"{ARTIFACT!r}, version={version!r}, repo=sys.argv[1])))")
         shown = json.loads(run([sys.executable, "-c", code, str(fresh)], fresh).stdout)
-        assert shown == {"rev": head, "path": pushed.adapter}
-    assert tree(fresh / shown["path"]) == tree(pushed.gpu / pushed.adapter)
+        assert shown == {"rev": head, "path": pushed.published}
+    assert tree(fresh / shown["path"]) == tree(pushed.gpu / pushed.published)
     # ... and fetched from the git repository alone: a temporary clone that reads the DVC remote.
     (tmp_path / "download").mkdir()
     dvc(tmp_path / "download", "artifacts", "get", str(pushed.hub), ARTIFACT, "-o", "adapter")
-    assert tree(tmp_path / "download" / "adapter") == tree(pushed.gpu / pushed.adapter)
+    delivered = tmp_path / "download" / "adapter"
+    assert tree(delivered) == tree(pushed.gpu / pushed.published)
+    assert "## Test scores" in (delivered / "README.md").read_text()  # the card, beside the adapter
+    # It loads with peft alone, on the base it names, with another cache folder (another machine).
+    load = ("import json, sys; from peft import PeftModel; from transformers import AutoModelForSeq2SeqLM; "
+            "base = json.load(open(sys.argv[1] + '/adapter_config.json'))['base_model_name_or_path']; "
+            "model = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(base), sys.argv[1]); "
+            "print(sum('lora_' in n for n, _ in model.named_parameters()))")
+    from demo.run import stage_env
+
+    env = {**stage_env(), "HF_HOME": str(tmp_path / "other-hf-home")}
+    loaded = subprocess.run([sys.executable, "-c", load, str(delivered)], cwd=fresh, env=env,
+                            capture_output=True, text=True)
+    assert loaded.returncode == 0 and int(loaded.stdout) > 0, loaded.stderr
 
 
 def workflow_steps() -> dict[str, dict]:
