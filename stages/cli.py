@@ -68,6 +68,8 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    # rouge-score logs "Using default tokenizer." through absl at every scorer it builds.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _on_signal)

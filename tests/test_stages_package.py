@@ -1,5 +1,5 @@
-"""What every stage process starts with (stages/__init__.py): OpenMP threads that sleep when idle,
-and progress bars on a terminal only."""
+"""What every stage process starts with (stages/__init__.py, stages/cli.py): OpenMP threads that
+sleep when idle, progress bars on a terminal only, no library chatter."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def test_a_stage_process_sleeps_idle_threads_and_draws_no_bar_into_a_log():
 
 def test_values_the_user_set_are_kept():
     assert probe(OMP_WAIT_POLICY="ACTIVE", TQDM_DISABLE="").stdout.split() == ["ACTIVE"]
+
+
+def test_rouge_scores_without_absl_info_lines():
+    code = ("from stages import cli\n"
+            "def body():\n"
+            "    from rouge_score import rouge_scorer\n"
+            "    rouge_scorer.RougeScorer(['rougeL'])\n"
+            "cli.run(body)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "Using default tokenizer" not in out.stderr, out.stderr
