@@ -3,7 +3,8 @@
 Bad params, data or model settings raise errors that name what is wrong; here they become a
 single ``error: ...`` line and exit status 1 instead of a stack trace. So do OS errors (no space
 left, permission denied: the line names the path) and interruptions: Ctrl-C (SIGINT) exits 130,
-SIGTERM (what ``dvc queue kill`` sends) 143; Trainer checkpoints stay for a resume.
+SIGTERM (what ``dvc queue kill`` sends) 143; Trainer checkpoints stay for a resume. A stage whose
+``dvc`` dies is sent that SIGTERM by itself (``stages.lifetime``): it never outlives DVC.
 
 Each stage body runs in a transaction (``stages.atomic``): its outputs are moved into place only
 after the body finished and ``stages.guard`` found its params sections (``PARAMS``, declared by
@@ -19,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from stages import atomic, launch
+from stages import atomic, launch, lifetime
 from stages.errors import InputError, Interrupted
 from stages.params import PARAMS_FILE
 
@@ -75,6 +76,9 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
         signal.signal(signal.SIGTERM, _on_signal)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
+    # The stage ends when the process that started it ends (DVC; a worker's launcher): that
+    # watch sends the SIGTERM handled here (stages/lifetime.py says why it is needed).
+    stop_watching = lifetime.watch(lifetime.owners() if previous is not None else [])
     try:
         # Under torchrun only the first process (RANK 0) writes outputs; the others have nothing
         # to guard, and would see rank 0's finished outputs as data changed under them.
@@ -95,6 +99,7 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
         _fail(f"interrupted ({signal.Signals(signum).name}): nothing was written; rerun to resume",
               128 + signum)
     finally:
+        stop_watching()
         _guard = None
         launch.destroy_process_group()
         if previous is not None:

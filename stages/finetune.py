@@ -27,10 +27,10 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
-from stages import atomic, batching, checksums, cli, devices, launch, modeling
+from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling
 from stages.atomic import atomic_path, write_json
 from stages.params import Params, Train, load_params
 
@@ -308,9 +308,14 @@ def run(variant: str, doc: str, argv: list[str] | None,
     """A fine-tuning stage's command line: read params, relaunch under torchrun when
     ``train.processes > 1``, train, and write ``{paths.metrics}/train_<variant>.json``."""
     args = cli.parser(doc).parse_args(argv)
+    held = ExitStack()  # the checkpoint folder's lock, held until the outputs are in place
 
     def body() -> None:
         params = load_params(args.params)
+        # One training per checkpoint folder; workers train under their launcher's lock, the
+        # nodes of a multi-node run under node 0's (they share the folder).
+        if not launch.launched() and launch.node_rank() == 0:
+            held.enter_context(locks.exclusive(params.paths.checkpoint_dir(variant)))
         checksums.verify(params.paths.tokenized)  # before its hash decides which checkpoints resume
         log.info("train %s params: seed=%s model=%s %s=%s train=%s runtime=%s tracking=%s", variant,
                  params.seed, params.model, variant, getattr(params, variant), params.train, params.runtime,
@@ -329,4 +334,5 @@ def run(variant: str, doc: str, argv: list[str] | None,
             write_json(params.paths.train_metrics(variant), metrics)
             log.info("trained %s: %s", variant, metrics)
 
-    cli.run(body, sections, args.params)
+    with held:  # released after cli.run has moved the outputs in place and cleared the checkpoints
+        cli.run(body, sections, args.params)

@@ -343,3 +343,57 @@ def test_interrupted_training_is_one_line_and_keeps_its_checkpoints(built_projec
         assert result.returncode == 0, result.stderr[-3000:]
         assert "resuming from checkpoints/lora/checkpoint-10" in result.stderr
         assert_same_as_reference(project, built_project)
+
+
+def test_a_stage_stops_when_dvc_is_killed_and_a_second_training_is_refused(built_project, tmp_path):
+    """SIGTERM to `dvc repro` (a scheduler's, or `kill`): DVC dies at once and tells its stage
+    nothing; the stage must not train on and later write an adapter no dvc.lock covers. And while
+    it trains, a second training of the same variant is refused instead of sharing its checkpoints."""
+    import re
+
+    import psutil
+
+    project = set_params(copy_project(built_project, tmp_path / "p"), train__max_steps=2000)
+    lock = (project / "dvc.lock").read_bytes()
+    with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:  # files: nobody reads a pipe
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-s", "train_lora"], cwd=project,
+                                env=stage_env(), stdout=out, stderr=err)
+    stage = []
+    try:
+        wait_for(project / "checkpoints/lora/checkpoint-10/trainer_state.json", proc)
+        stage = psutil.Process(proc.pid).children(recursive=True)  # the stage, its data loader workers
+        second = subprocess.run([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and re.fullmatch(
+            r"error: checkpoints/lora is in use by another training \(pid (\d+), lock checkpoints/lora.lock\): "
+            r"wait for it to end or stop it; two would resume from and delete each other's checkpoints", errors[0])
+        assert int(re.search(r"pid (\d+)", errors[0]).group(1)) in {p.pid for p in stage}
+
+        proc.terminate()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_running(p) for p in stage) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p.pid for p in stage if _running(p)], "a stage process outlived dvc repro"
+    finally:  # never leave a training behind, whatever failed
+        for process in (psutil.Process(proc.pid), *stage) if proc.poll() is None else stage:
+            if _running(process):
+                process.kill()
+    log = (tmp_path / "err").read_text() + (tmp_path / "out").read_text()
+    assert "interrupted (SIGTERM): nothing was written; rerun to resume" in [line.strip() for line in log.splitlines()]
+    assert (project / "dvc.lock").read_bytes() == lock
+    time.sleep(2)  # DVC removed the stage's outputs before running it; the stopped stage writes none, ever
+    assert not (project / "models/lora").exists() and not (project / "metrics/train_lora.json").exists()
+    assert not [p for p in (*(project / "models").iterdir(), *(project / "metrics").iterdir()) if ".tmp-" in p.name]
+    assert (project / "checkpoints/lora/checkpoint-10").is_dir()  # kept for the rerun to resume
+
+
+def _running(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

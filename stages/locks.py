@@ -1,0 +1,52 @@
+"""One training per checkpoint folder at a time.
+
+Two trainings of one variant (two ``dvc repro`` in one workspace: DVC releases its repository
+lock while a stage's command runs; or a stage run by hand beside one DVC runs) would resume from
+each other's checkpoints, rotate them away under each other and clear the folder at the end.
+``exclusive(folder)`` holds an exclusive ``flock`` on ``<folder>.lock`` (beside the folder, which
+a run may clear and recreate) for the whole training; a second training is refused at once with
+one line naming the process that holds it. The kernel releases an ``flock`` when its holder dies,
+however it dies, so a crashed run never leaves a stale lock; the lock file itself stays (removing
+it would race with the next run) and holds the last holder's pid.
+
+Not ``filelock`` (a test dependency here): its lock file is truncated by every process that
+tries it, so the refused run could not say which process holds the lock. POSIX only, as
+``fcntl`` is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from stages.errors import InputError
+
+
+class FolderInUse(InputError):
+    """Another process holds the folder's lock; the message names it."""
+
+
+@contextmanager
+def exclusive(folder: str | Path) -> Iterator[None]:
+    """Hold ``<folder>.lock`` while the block runs; raise ``FolderInUse`` if another process holds it."""
+    import fcntl
+
+    folder = Path(folder)
+    lock = folder.with_name(f"{folder.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderInUse(f"{folder} is in use by another training (pid {holder}, lock {lock}): "
+                              "wait for it to end or stop it; two would resume from and delete each "
+                              "other's checkpoints") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

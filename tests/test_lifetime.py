@@ -1,0 +1,73 @@
+"""A stage stops when the process that started it dies (stages/lifetime.py), run through a shell as
+DVC runs it. The real ``dvc repro`` case is in tests/test_faults.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from stages import lifetime
+from tests.conftest import ROOT
+
+STAGE = f"""
+import os, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from stages import cli
+from stages.atomic import write_text
+
+def body():
+    with open("started", "w") as f:
+        f.write(str(os.getpid()))
+    for _ in range(1200):  # a long stage: a minute
+        time.sleep(0.05)
+    write_text("output.txt", "written")
+
+cli.run(body)
+"""
+# What DVC does: run the stage's cmd through a shell and wait for it. ``python stage.py`` alone is
+# run by the shell in place of itself; ``...; true`` keeps the shell between them, alive.
+LAUNCHER = "import subprocess, sys; subprocess.run(['sh', '-c', sys.argv[1]])"
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("cmd", ["{python} stage.py", "{python} stage.py; true"], ids=["exec", "shell between"])
+def test_a_stage_stops_when_the_process_that_started_it_is_killed(tmp_path, cmd):
+    (tmp_path / "stage.py").write_text(STAGE)
+    env = dict(os.environ, DVC_STAGE="long")  # DVC sets it for every stage command
+    with (tmp_path / "stderr").open("w") as stderr:
+        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, cmd.format(python=sys.executable)],
+                                    cwd=tmp_path, env=env, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stage = int((tmp_path / "started").read_text())
+    launcher.kill()  # SIGKILL: it can tell nobody
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while not gone(stage) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(stage), "the stage outlived the process that started it"
+    err = (tmp_path / "stderr").read_text()
+    assert "which started this stage, is gone: stopping" in err
+    assert "interrupted (SIGTERM): nothing was written; rerun to resume" in err.splitlines()
+    assert not (tmp_path / "output.txt").exists()
+
+
+def test_a_stage_run_by_hand_watches_nothing(monkeypatch):
+    """Run from a terminal, a stage is the shell's job (SIGHUP ends it; nohup keeps meaning what it says)."""
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert lifetime.owners() == []
+    monkeypatch.setenv("DVC_STAGE", "train_lora")
+    assert [p.pid for p in lifetime.owners()][:1] == [os.getppid()]
