@@ -180,7 +180,7 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
 
     cfg = params.train
     bf16 = modeling.use_bf16(cfg.bf16)
-    report_to = tracking.wandb_report_to(params.tracking.wandb, params.tracking.wandb_project)
+    report_to = tracking.wandb_report_to(params.tracking.wandb, params.tracking.wandb_project, params)
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold)]
     if curves is not None:
         callbacks.append(tracking.LiveCurves(curves))

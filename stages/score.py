@@ -2,7 +2,9 @@
 ``metrics/scores.json``, ``metrics/scores_plot.json``, ``{paths.examples}``, ``{paths.per_dialogue}``.
 
 Reads params ``seed``, ``baselines``, ``paths``, ``score``, ``generate`` (``max_new_tokens``, for
-``hit_max_tokens``); scores ``base``, ``lora`` and every baseline, and the ``human`` row.
+``hit_max_tokens``); scores ``base``, ``lora`` and every baseline, and the ``human`` row. With
+``tracking.wandb`` (read, not declared: it changes no output) the scores and every dialogue's
+summaries side by side also go to a W&B run (``stages/wandb_runs.py``).
 
 Every variant's predictions must cover the test split, each dialogue once: a file that misses
 dialogues (or predicts others) is refused, naming it and what is missing, and nothing is written.
@@ -39,7 +41,7 @@ import logging
 from pathlib import Path
 
 from stages import cli, faithfulness
-from stages.atomic import write_json, write_jsonl, write_text
+from stages.atomic import after_commit, write_json, write_jsonl, write_text
 from stages.errors import DataError
 from stages.markdown import code_block, escape
 from stages.params import load_params
@@ -219,6 +221,14 @@ def main(argv: list[str] | None = None) -> None:
         write_text(paths.examples, examples_markdown(by_variant, params.score.examples))
         write_json(paths.scores_plot(), plot_rows(scores))
         write_json(paths.scores(), scores)
+        if params.tracking.wandb:  # read, never declared: switching W&B on or off reruns nothing
+            from stages import wandb_runs
+
+            def to_wandb() -> None:
+                run = wandb_runs.start(params, params.tracking.wandb_project, "score")
+                wandb_runs.log_scores(run, scores, by_variant)
+
+            after_commit(to_wandb)  # once the outputs are in place
 
     cli.run(body, PARAMS, args.params)
 

@@ -1,4 +1,5 @@
-"""Experiment tracking for training: DVCLive always, Weights & Biases when params ask for it.
+"""Experiment tracking for training: DVCLive always, Weights & Biases when params ask for it
+(``stages/wandb_runs.py``: how runs are named, grouped and kept).
 
 transformers ships a ``DVCLiveCallback``, but it advances DVCLive's step on every log call, so
 train and eval losses logged at the same trainer step land on different x values; and by default
@@ -13,8 +14,10 @@ import logging
 import os
 from pathlib import Path
 
+from pydantic import BaseModel
 from transformers import TrainerCallback
 
+from stages import wandb_runs
 from stages.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -68,21 +71,12 @@ class LiveCurves(TrainerCallback):
             self.live.end()
 
 
-def wandb_report_to(enabled: bool, project: str) -> list[str]:
-    """``report_to`` for the Trainer. W&B never prompts or hangs: with no API key it runs offline.
-
-    Runs go to wandb's own ``./wandb`` folder (git-ignored, not a pipeline output: it holds
-    timestamps and run ids, which would make the outputs differ run to run). The API key is
-    read by wandb alone, from the environment or its settings; the pipeline never copies or
-    logs it.
-    """
+def wandb_report_to(enabled: bool, project: str, run_params: BaseModel) -> list[str]:
+    """``report_to`` for the Trainer. On the first process, starts the W&B run the Trainer's
+    callback then logs to: named after the DVC experiment, grouped by commit, its config the
+    params (``run_params``), offline runs kept under ``DVC_ROOT`` (``stages/wandb_runs.py``)."""
     if not enabled:
         return []
-    os.environ.setdefault("WANDB_PROJECT", project)
-    if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
-        netrc = Path.home() / ".netrc"
-        if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")):
-            log.warning("tracking.wandb: no W&B API key configured; logging offline to ./wandb "
-                        "(upload later with `wandb sync`)")
-            os.environ["WANDB_MODE"] = "offline"
+    if os.environ.get("RANK", "0") == "0":
+        wandb_runs.start(run_params, project, "train")
     return ["wandb"]
