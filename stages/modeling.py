@@ -83,8 +83,40 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
 
 
-def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedModel:
-    """A freshly loaded seq2seq model in fp32; ``dropout_rate`` overrides the config's when given.
+# Modules bitsandbytes leaves unquantized: T5's feed-forward output ``wo`` (transformers keeps it
+# in fp32 for 8-bit T5 too; quantized, its activations overflow and T5 writes nonsense) and the
+# output layer.
+UNQUANTIZED = ["wo", "lm_head"]
+
+
+def weights_kwargs(weights: str, cuda: bool) -> dict:
+    """``from_pretrained`` arguments for ``train.base_weights``: fp32; bf16 (the frozen base in
+    bf16, half the memory); int8 / int4 through bitsandbytes (QLoRA: NF4, double quantization,
+    bf16 compute), on a CUDA GPU only, with the optional ``quant`` extra installed."""
+    import torch
+
+    if weights == "fp32":
+        return {"dtype": torch.float32}
+    if weights == "bf16":
+        return {"dtype": torch.bfloat16}
+    if weights not in ("int8", "int4"):
+        raise ModelError(f"train.base_weights: one of fp32, bf16, int8, int4 (got {weights!r})")
+    if not cuda:
+        raise ModelError(f"train.base_weights: {weights} needs a CUDA GPU (bitsandbytes); use fp32 or bf16 here")
+    from transformers import BitsAndBytesConfig
+
+    if weights == "int8":
+        quant = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED)
+    else:
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=UNQUANTIZED)
+    # The unquantized rest in fp32: prepare_model_for_kbit_training casts it there anyway.
+    return {"dtype": torch.float32, "quantization_config": quant}
+
+
+def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "fp32") -> PreTrainedModel:
+    """A freshly loaded seq2seq model in fp32; ``dropout_rate`` overrides the config's when given;
+    ``weights`` (``train.base_weights``: fp32, bf16, int8, int4) loads LoRA's frozen base smaller.
 
     The dtype is stated: transformers 5 loads in the dtype the checkpoint was published in
     (``dtype="auto"``), so a base model published in bf16 would train, and merge the adapter, in
@@ -96,8 +128,16 @@ def load_model(folder: Path, dropout_rate: float | None = None) -> PreTrainedMod
 
     _refuse_pickle(folder)
     overrides = {} if dropout_rate is None else {"dropout_rate": dropout_rate}
+    overrides.update(weights_kwargs(weights, torch.cuda.is_available()))
+    if "quantization_config" in overrides:
+        from importlib.util import find_spec
+
+        # Not a declared dependency: a GPU-only library, installed by those who quantize.
+        if find_spec("bitsandbytes") is None:
+            raise ModelError(f"train.base_weights: {weights} needs bitsandbytes: pip install bitsandbytes")
+        overrides["device_map"] = {"": torch.cuda.current_device()}  # quantized weights load onto the GPU
     return AutoModelForSeq2SeqLM.from_pretrained(
-        folder, dtype=torch.float32, use_safetensors=True, trust_remote_code=False, **overrides
+        folder, use_safetensors=True, trust_remote_code=False, **overrides
     )
 
 

@@ -68,8 +68,12 @@ def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
     resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
-    model = add_lora(modeling.load_model(resolved.folder, params.train.dropout_rate),
-                     params.lora, params.seed)
+    frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, params.train.base_weights)
+    if params.train.base_weights in ("int8", "int4"):  # QLoRA: the quantized base made trainable through
+        from peft import prepare_model_for_kbit_training  # fp32 norms and (optionally) checkpointing
+
+        frozen = prepare_model_for_kbit_training(frozen, params.train.gradient_checkpointing)
+    model = add_lora(frozen, params.lora, params.seed)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %d trainable of %d parameters (%.2f %%)", trainable, total, 100 * trainable / total)
     base = modeling.published_name(params.model)

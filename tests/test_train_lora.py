@@ -195,3 +195,39 @@ def test_training_steps_do_not_sync_with_the_device_to_count_tokens(tiny_model, 
     # One gather at the end (the mean training loss); counting tokens gathers on each of the
     # 3 x 2 micro-batches.
     assert trainer.state.global_step == 3 and len(gathered) <= 1
+
+
+def test_a_bf16_frozen_base_trains_fp32_lora_weights(tiny_model):
+    """train.base_weights: bf16 halves the frozen base; LoRA's weights (and their gradients and
+    optimizer state) stay fp32, and a training step moves them."""
+    import torch
+
+    model = add_lora(modeling.load_model(tiny_model, dropout_rate=0.0, weights="bf16"), LORA, seed=0)
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    batch = tokenizer(["#Person1#: Two tickets to Boston.\n#Person2#: That is $20."], return_tensors="pt")
+    labels = tokenizer(text_target=["Two tickets cost $20."], return_tensors="pt")["input_ids"]
+    loss = model(**batch, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads.values())
+
+
+@pytest.mark.parametrize("weights", ["int8", "int4"])
+def test_quantized_bases_are_plumbed_and_refused_without_a_gpu(weights, tiny_model):
+    """int8/int4 need bitsandbytes on a CUDA GPU (benchmarks' GPU rehearsal runs them): here the
+    settings they load with, and the one-line refusal on a CPU."""
+    import torch
+
+    kwargs = modeling.weights_kwargs(weights, cuda=True)
+    quant = kwargs["quantization_config"]
+    assert quant.llm_int8_skip_modules == ["wo", "lm_head"]  # T5's wo quantized writes nonsense
+    assert (quant.load_in_8bit, quant.load_in_4bit) == (weights == "int8", weights == "int4")
+    if weights == "int4":
+        assert quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_compute_dtype == torch.bfloat16
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match=f"^train.base_weights: {weights} needs a CUDA GPU"):
+            modeling.load_model(tiny_model, weights=weights)
