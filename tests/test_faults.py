@@ -166,7 +166,7 @@ def failed_final_save(built_project, tmp_path_factory) -> Path:
     shutil.rmtree(project / "models" / "lora")
     code = ("import errno, sys\n"
             "from stages import train_lora\n"
-            "def full(model, folder):\n"
+            "def full(model, folder, *base):\n"
             "    raise OSError(errno.ENOSPC, 'No space left on device', str(folder / 'adapter_model.safetensors'))\n"
             "train_lora.save_adapter = full\n"
             "train_lora.main([])\n")
