@@ -3,12 +3,14 @@
     python -m review.report [--rev main] [--bootstrap N] [--seed N] [--examples N] [--out report.md]
     python -m review.report --rev-a A --rev-b B    # two revisions; experiment names work too
 
-Compares the workspace (or ``--rev-b``) with a git revision (``--rev``, alias ``--rev-a``):
+Compares the workspace (or ``--rev-b``) with a git revision (``--rev``, alias ``--rev-a``), under a
+verdict line (which scores moved beyond their 95 % interval between the revisions, which way):
 
 1. params that changed, and every variant's scores (ROUGE-1/2/L/Lsum, BLEU, ROUGE as the mean of
    the references, what the summaries invent, length; and the human row) with the cost of
    training and inference (``metrics/train_<variant>.json``, ``metrics/infer_<variant>.json``): old, new,
-   absolute and relative change, from DVC's own params and metrics diffs;
+   absolute and relative change, from DVC's own params and metrics diffs; unchanged rows folded,
+   cost figures that depend on the machine's load flagged;
 2. significance by paired bootstrap over test dialogues (``review/bootstrap.py``) of ROUGE, BLEU
    and the invented numbers, names, speakers and novel bigrams: every variant against base in the
    new revision, and each variant whose outputs changed, new against old;
@@ -58,9 +60,15 @@ FOUR_DECIMALS = (*ROUGE_TYPES, SHUFFLED, *MEAN_REF.values(), *FAITHFULNESS, REPE
 # model earns by reading its dialogue), what summaries invent, their length, the dialogues scored.
 SCORES = SCORE_LABELS
 BOOTSTRAPPED = (*ROUGE_TYPES, *FAITHFULNESS)  # means of per-dialogue scores (BLEU apart: a corpus score)
+LOWER_IS_BETTER = FAITHFULNESS  # what summaries invent
 TRAIN_COST = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
               "trainable_params", "weights_mb")
 INFER_COST = ("wall_time_s", "dialogues_per_second", "generated_tokens_per_second", "peak_memory_mb")
+# Cost figures that depend on the machine and what else ran on it: one run on each side is not a
+# result (a busy machine moved a wall time by +70 %); trainable_params and weights_mb are exact.
+MACHINE_DEPENDENT = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
+                     "dialogues_per_second", "generated_tokens_per_second")
+UP, DOWN, STILL = "▲", "▼", "–"  # moved beyond the 95 % interval up or down; within it
 BASE = "base"  # the variant without fine-tuning, which every other variant is tested against
 EXAMPLE_VARIANT = "lora"
 DIALOGUE_LINES, DIALOGUE_CHARS = 12, 900  # enough to follow a dialogue in a PR comment
@@ -128,15 +136,28 @@ def params_section(changes: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
+def unchanged(change: dict) -> bool:
+    return change.get("old") == change.get("new")
+
+
 def metric_table(title: str, group: str, rows: list[tuple[str, str, dict]], old: Revision,
-                 new: Revision) -> list[str]:
-    lines = [f"### {title}", "", f"| {group} | metric | {escape(old.label)} | {escape(new.label)} | Δ | Δ % |",
-             "|---|---|---:|---:|---:|---:|"]
-    for group, key, change in rows:
-        name = SCORES.get(key, key)
-        lines.append(f"| {group} | {name} | {number(change.get('old'), key)} | {number(change.get('new'), key)} "
-                     f"| {signed(change.get('diff'), key)} | {relative(change)} |")
-    return [*lines, ""]
+                 new: Revision, note: str = "") -> list[str]:
+    """The rows that changed; the unchanged ones folded below them (GitHub's <details>)."""
+    head = [f"| {group} | metric | {escape(old.label)} | {escape(new.label)} | Δ | Δ % |", "|---|---|---:|---:|---:|---:|"]
+
+    def line(group: str, key: str, change: dict) -> str:
+        flag = " †" if key in MACHINE_DEPENDENT and not unchanged(change) else ""
+        return (f"| {group} | {SCORES.get(key, key)} | {number(change.get('old'), key)} "
+                f"| {number(change.get('new'), key)} | {signed(change.get('diff'), key)} | {relative(change)}{flag} |")
+
+    changed = [line(*row) for row in rows if not unchanged(row[2])]
+    same = [line(*row) for row in rows if unchanged(row[2])]
+    lines = [f"### {title}", "", *([*head, *changed, ""] if changed else ["Nothing changed.", ""])]
+    if changed and note and any(" † |" in row for row in changed):
+        lines += [note, ""]
+    if same:
+        lines += [f"<details><summary>{len(same)} unchanged</summary>", "", *head, *same, "", "</details>", ""]
+    return lines
 
 
 def score_rows(diff: dict, paths: Paths) -> list[tuple[str, str, dict]]:
@@ -190,23 +211,34 @@ def compare(ids: list[str], a: Side, a_variant: str, b: Side, b_variant: str, re
     return result
 
 
+def mark(c: bootstrap.Comparison) -> str:
+    return (UP if c.diff > 0 else DOWN) if c.significant else STILL
+
+
+def moved(comparisons: dict[str, bootstrap.Comparison]) -> list[str]:
+    """The metrics that moved beyond their interval: 'ROUGE-L ▼ -0.0123 (worse)'."""
+    return [f"{SCORES[key]} {mark(c)} {signed(c.diff, key)} "
+            f"({'better' if (c.diff < 0) == (key in LOWER_IS_BETTER) else 'worse'})"
+            for key, c in comparisons.items() if c.significant]
+
+
 def significance_rows(title: str, comparisons: dict[str, bootstrap.Comparison]) -> list[str]:
     rows = []
     for key, c in comparisons.items():
-        mark = "✅" if c.significant else "❌"
         rows.append(f"| {title} | {SCORES[key]} | {number(c.a, key)} | {number(c.b, key)} | {signed(c.diff, key)} "
-                    f"| [{signed(c.low, key)}, {signed(c.high, key)}] | {mark} |")
+                    f"| [{signed(c.low, key)}, {signed(c.high, key)}] | {mark(c)} |")
     return rows
 
 
-def significance_section(old: Side, new: Side, resamples: int, seed: int) -> list[str]:
+def significance_section(old: Side, new: Side, resamples: int, seed: int) -> tuple[list[str], str]:
+    """The section, and the verdict: what moved beyond its interval between the revisions."""
     ids = list(new.scores)
     lines = [f"### Significance (paired bootstrap, {resamples} resamples, 95 % interval)", "",
-             "✅: the 95 % interval of B − A excludes 0; the sign of B − A says which way "
-             "(for what summaries invent, lower is better).", "",
-             "| B vs A | metric | A | B | B − A | 95 % interval | significant |",
+             f"{UP} / {DOWN}: B − A went up / down and its 95 % interval excludes 0; {STILL}: within "
+             "the interval (for what summaries invent, lower is better).", "",
+             "| B vs A | metric | A | B | B − A | 95 % interval | moved |",
              "|---|---|---:|---:|---:|---|:---:|"]
-    notes = []
+    notes, verdict = [], []
     for v in new.variants:
         if v != BASE and BASE in new.variants:
             lines += significance_rows(f"{v} vs {BASE} ({new.revision.label}, {len(ids)} dialogues)",
@@ -219,8 +251,13 @@ def significance_section(old: Side, new: Side, resamples: int, seed: int) -> lis
             notes.append(f"- {v}: outputs identical in both revisions")
         else:
             title = f"{v}: {new.revision.label} vs {old.revision.label} ({len(common)} dialogues)"
-            lines += significance_rows(title, compare(common, old, v, new, v, resamples, seed))
-    return [*lines, "", *notes, ""] if notes else [*lines, ""]
+            comparisons = compare(common, old, v, new, v, resamples, seed)
+            lines += significance_rows(title, comparisons)
+            verdict += [f"{v} {', '.join(moved(comparisons))}"] if moved(comparisons) else []
+    summary = (f"**Verdict:** beyond the 95 % interval, {new.revision.label} vs {old.revision.label}: "
+               + "; ".join(verdict) if verdict else
+               f"**Verdict:** no score moved beyond its 95 % interval ({new.revision.label} vs {old.revision.label}).")
+    return ([*lines, "", *notes, ""] if notes else [*lines, ""]), summary
 
 
 # --- examples ----------------------------------------------------------------------------------
@@ -278,11 +315,14 @@ def build_report(repo: Repo, old: Revision, new: Revision, resamples: int | None
     check_scores(diff, paths, old, new)
     old_side, new_side = load_side(repo, paths, old), load_side(repo, paths, new)
     short = {r.label: f" ({r.sha[:7]})" if r.sha else "" for r in (old, new)}
-    lines = [f"## Review: `{old.label}`{short[old.label]} → `{new.label}`{short[new.label]}", "",
+    significance, verdict = significance_section(old_side, new_side, resamples, seed)
+    lines = [f"## Review: `{old.label}`{short[old.label]} → `{new.label}`{short[new.label]}", "", verdict, "",
              *params_section(params_diff(repo, old, new)),
              *metric_table("Scores (test set)", "variant", score_rows(diff, paths), old, new),
-             *metric_table("Cost", "stage", cost_rows(diff, paths, new_side.variants), old, new),
-             *significance_section(old_side, new_side, resamples, seed),
+             *metric_table("Cost", "stage", cost_rows(diff, paths, new_side.variants), old, new,
+                           note="†: depends on the machine and its load; one run on each side is not a "
+                                "result until the change repeats."),
+             *significance,
              *examples_section(old_side, new_side, examples)]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -63,7 +63,7 @@ HOSTILE = {
     "long": ("word <b>x</b> @user #7 [l](http://e.x) | " * 250)[:10_000],
 }
 INLINE, BLOCK = "PLACEHOLDERINLINE", "PLACEHOLDERBLOCK"  # plain words: what a text stands in for
-PAGE_TAGS = re.compile(r"h[1-6]|p|ul|li|strong|pre|code|table|thead|tbody|tr|th|td")
+PAGE_TAGS = re.compile(r"h[1-6]|p|ul|li|strong|pre|code|table|thead|tbody|tr|th|td|details|summary")
 
 
 def render(markdown: str) -> str:
@@ -230,5 +230,6 @@ def test_score_and_report_show_crafted_predictions_as_text(built_project, tmp_pa
         shown = words("".join(page.text))
         assert all(inline_words(text) in shown for text in CRAFTED_PREDICTIONS)
     assert Page(render(examples)).elements.count(("<", "table", ())) == 0
-    # The report's own tables: scores, cost, significance, and one per example (no params changed).
-    assert Page(render(report)).elements.count(("<", "table", ())) == 3 + 3
+    # The report's own tables: scores (changed, and unchanged folded), cost (only score reran:
+    # all folded), significance, and one per example (no params changed).
+    assert Page(render(report)).elements.count(("<", "table", ())) == 4 + 3

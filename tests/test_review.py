@@ -25,7 +25,7 @@ SCORES = ("ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-Lsum", "BLEU", *INVENTED)  # b
 SHOWN = (*SCORES, "ROUGE-L shuffled", "ROUGE-1 mean of refs", "ROUGE-2 mean of refs", "ROUGE-L mean of refs",
          "gen_len", "hit max tokens", "repeated 3-gram", "dialogues")
 COST = {"train_lora": TRAIN_COST, "infer@base": INFER_COST, "infer@lora": INFER_COST}
-INTERVAL = r"\| [+-][\d.]+ \| \[[+-][\d.]+, [+-][\d.]+\] \| [✅❌] \|"
+INTERVAL = r"\| [+-][\d.]+ \| \[[+-][\d.]+, [+-][\d.]+\] \| [▲▼–] \|"
 
 
 def report(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -76,6 +76,22 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
         assert re.search(rf"^\| lora vs base \(workspace, \d+ dialogues\) \| {name} \| .*{INTERVAL}$", markdown, re.M)
         assert re.search(rf"^\| lora: workspace vs HEAD \(\d+ dialogues\) \| {name} \| .*{INTERVAL}$", markdown, re.M)
     assert "- base: outputs identical in both revisions" in markdown
+    assert "✅" not in markdown and "❌" not in markdown
+
+    # The verdict first: what moved between the revisions beyond its interval, and which way
+    verdict = markdown.splitlines()[2]
+    moved = re.findall(rf"^\| lora: workspace vs HEAD .*\| ([▲▼]) \|$", markdown, re.M)
+    if moved:
+        assert verdict.startswith("**Verdict:** beyond the 95 % interval, workspace vs HEAD: lora ")
+        assert verdict.count("▲") + verdict.count("▼") == len(moved)
+    else:
+        assert verdict == "**Verdict:** no score moved beyond its 95 % interval (workspace vs HEAD)."
+    # Unchanged rows folded (the human row never changes), machine-dependent cost flagged
+    scores_section = markdown.split("### Scores (test set)")[1].split("### Cost")[0]
+    folded = scores_section.split("<details>")[1]
+    assert "| human | ROUGE-1 |" in folded and "| lora | ROUGE-1 |" not in folded
+    assert re.search(r"^\| train_lora \| wall_time_s \| .* †", markdown, re.M)
+    assert not re.search(r"^\| train_lora \| trainable_params \| .* †", markdown, re.M)
 
     examples = markdown.split("### Test dialogues where the lora summaries differ most")[1]
     assert examples.count("\n#### ") == 3 and examples.count("```text") == 3
