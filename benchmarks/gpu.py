@@ -17,14 +17,17 @@ Writes ``<out>/gpu.json`` (``gpu-tiny.json`` with ``--tiny``) and prints a table
 MFU = model FLOPs / (seconds x the card's peak), the peak being what the card's datasheet gives
 for dense bf16 tensor-core math (never the sparsity figure), looked up by the name torch reports
 (``PEAK_BF16``); on a GPU not in that table MFU is not reported, and the table says so. Model
-FLOPs count real tokens only (padding is waste, not work) and the weights each token passes
+FLOPs count real tokens only (padding is waste, not work) and the linear layers each token passes
 through, embeddings excluded (a lookup, not a matmul) and attention scores omitted (a few % at
 these lengths):
-training ``6 * (N_enc * T_src + N_dec * T_tgt)``, inference ``2 * (N_enc * T_src + N_dec * T_gen)``,
-where N_enc is the encoder's weights, N_dec the decoder's plus lm_head (LoRA's included), T_src
-the prompt tokens, T_tgt the summary tokens, T_gen the generated tokens. With LoRA the backward
-pass skips the frozen weights' gradients, so a step really does ~4N, not 6N, per token: the 6N
-figure is the convention, comparable with other reports; the executed share is 2/3 of it.
+training ``6 * (N_src * T_src + N_tgt * T_tgt)``, inference ``2 * (N_src * T_src + N_tgt * T_gen)``,
+where T_src is the prompt tokens, T_tgt the summary tokens, T_gen the generated tokens, N_src the
+weights a source token meets (the encoder's, and the decoder's cross-attention ``k`` and ``v``,
+which project the encoder's output: once per source token and decoder layer, whatever the
+target's length) and N_tgt the rest of the decoder's plus lm_head (LoRA's included):
+``weights_per_token``. With LoRA the backward pass skips the frozen weights' gradients, so a step
+really does ~4N, not 6N, per token: the 6N figure is the convention, comparable with other
+reports; the executed share is 2/3 of it.
 """
 
 from __future__ import annotations
@@ -87,17 +90,28 @@ def peak_note(device: str, peak: float | None, source: str | None = None) -> str
     return f"MFU against {peak / 1e12:.0f} TFLOP/s ({source or 'the datasheet dense bf16 peak'})"
 
 
+# Decoder layers' cross-attention keys and values: they project the encoder's output, so they
+# run once per source token (per layer), not once per target token.
+CROSS_KV = re.compile(r"(^|\.)EncDecAttention\.[kv](\.|$)")
+
+
 def weights_per_token(model) -> tuple[int, int]:
-    """(encoder, decoder + lm_head) weights a token's forward pass multiplies by."""
-    enc = dec = 0
-    for name, p in model.named_parameters():
-        if "embed_tokens" in name or "shared" in name or "relative_attention_bias" in name:
-            continue  # lookups, not matmuls
-        if ".encoder." in f".{name}":
-            enc += p.numel()
-        elif ".decoder." in f".{name}" or "lm_head" in name:
-            dec += p.numel()
-    return enc, dec
+    """(N_src, N_tgt): the weights of the linear layers a source token's and a target token's
+    forward pass multiplies by. Source: the encoder's, and the decoder's cross-attention ``k`` and
+    ``v``; target: the rest of the decoder's, and lm_head. Counted over ``nn.Linear`` modules (a
+    LoRA adapter's A and B included; embedding lookups and relative position biases are not
+    matmuls), so a tied lm_head counts too and a model on the meta device works."""
+    import torch
+
+    source = target = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        if ".encoder." in f".{name}." or CROSS_KV.search(name):
+            source += module.weight.numel()
+        elif ".decoder." in f".{name}." or name.rsplit(".", 1)[-1] == "lm_head":
+            target += module.weight.numel()
+    return source, target
 
 
 def build(tiny: bool, device: str):
@@ -136,14 +150,14 @@ def bench_training(model, tokenizer, params, w: Workload, device: str, peak: flo
         seconds = time.perf_counter() - started
     src = sum(int(b["attention_mask"].sum()) for b in timed)
     tgt = sum(int((b["labels"] != -100).sum()) for b in timed)
-    n_enc, n_dec = weights_per_token(model)
-    flops = 6 * (n_enc * src + n_dec * tgt)
+    n_src, n_tgt = weights_per_token(model)
+    flops = 6 * (n_src * src + n_tgt * tgt)
     return {"steps": len(timed), "batch_size": w.train_batch_size, "seconds": round(seconds, 3),
             "samples_per_s": len(timed) * w.train_batch_size / seconds,
             "tokens_per_s": (src + tgt) / seconds, "target_tokens_per_s": tgt / seconds,
             "peak_memory_mb": round(memory.mb, 1), "model_tflops": flops / seconds / 1e12,
             "mfu": flops / seconds / peak if peak else None,
-            "flops_formula": "6 * (N_enc * real source tokens + (N_dec + N_lm_head) * real target tokens)"}
+            "flops_formula": "6 * (N_src * real source tokens + N_tgt * real target tokens)"}
 
 
 def bench_inference(model, tokenizer, dialogues: list[str], params, w: Workload, device: str,
@@ -162,14 +176,14 @@ def bench_inference(model, tokenizer, dialogues: list[str], params, w: Workload,
     src = sum(len(ids) for ids in tokenizer(build_all(params.prompt, dialogues), truncation=True,
                                             max_length=params.prompt.max_source_length)["input_ids"])
     gen = len(dialogues) * w.new_tokens
-    n_enc, n_dec = weights_per_token(model)
-    flops = 2 * (n_enc * src + n_dec * gen)
+    n_src, n_tgt = weights_per_token(model)
+    flops = 2 * (n_src * src + n_tgt * gen)
     return {"dtype": str(dtype).removeprefix("torch."), "dialogues": len(dialogues),
             "batch_size": w.infer_batch_size, "new_tokens": w.new_tokens, "seconds": round(seconds, 3),
             "dialogues_per_s": len(dialogues) / seconds, "generated_tokens_per_s": gen / seconds,
             "peak_memory_mb": round(memory.mb, 1), "model_tflops": flops / seconds / 1e12,
             "mfu": flops / seconds / peak if peak else None,
-            "flops_formula": "2 * (N_enc * source tokens + (N_dec + N_lm_head) * generated tokens)"}
+            "flops_formula": "2 * (N_src * source tokens + N_tgt * generated tokens)"}
 
 
 def bench_loop(peft_model, tokenizer, dialogues: list[str], params, w: Workload, device: str) -> dict:

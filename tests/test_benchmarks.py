@@ -169,6 +169,32 @@ def test_gpu_benchmark_tiny_runs_on_cpu(tmp_path, monkeypatch, capsys):
     assert "| MFU |" in out and "MFU not reported: no datasheet dense bf16 peak known for cpu" in out
 
 
+def test_flops_formula_matches_a_count_over_the_models_linear_layers(tiny, tmp_path):
+    """2 * (N_src * T_src + N_tgt * T_tgt) is what one forward pass multiplies, counted by a hook
+    on every linear layer (rows in x weights): the decoder's cross-attention k and v run on the
+    encoder's output, once per source token, so they are source weights."""
+    import torch
+
+    from demo.make_tiny_t5 import build_model
+
+    base = build_model(300, seed=0)
+    source, target = torch.randint(3, 300, (1, 37)), torch.randint(3, 300, (1, 11))  # no padding
+    for model in (base, tiny[0]):  # plain, and with LoRA on q and v (cross-attention's v included)
+        counted = 0
+
+        def count(module, inputs, output):
+            nonlocal counted
+            counted += 2 * (inputs[0].numel() // module.in_features) * module.weight.numel()
+
+        hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            model(input_ids=source, labels=target)
+        for hook in hooks:
+            hook.remove()
+        n_src, n_tgt = gpu.weights_per_token(model)
+        assert counted == 2 * (n_src * source.shape[1] + n_tgt * target.shape[1])
+
+
 def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypatch, capsys):
     """The GPU rehearsal's --tiny mode: the real `dvc repro` in a scratch project with synthetic
     DialogSum-shaped data and a random tiny model, then the LoRA model in fp32 outside DVC."""
