@@ -175,6 +175,7 @@ def test_flops_formula_matches_a_count_over_the_models_linear_layers(tiny, tmp_p
     encoder's output, once per source token, so they are source weights."""
     import torch
 
+    from benchmarks import rehearsal
     from demo.make_tiny_t5 import build_model
 
     base = build_model(300, seed=0)
@@ -193,26 +194,102 @@ def test_flops_formula_matches_a_count_over_the_models_linear_layers(tiny, tmp_p
             hook.remove()
         n_src, n_tgt = gpu.weights_per_token(model)
         assert counted == 2 * (n_src * source.shape[1] + n_tgt * target.shape[1])
+    # The rehearsal counts the saved model's shape on the meta device: the same split.
+    base.save_pretrained(tmp_path / "model")
+    assert rehearsal.matmul_weights(tmp_path / "model") == gpu.weights_per_token(base)
 
 
-def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypatch, capsys):
-    """The GPU rehearsal's --tiny mode: the real `dvc repro` in a scratch project with synthetic
-    DialogSum-shaped data and a random tiny model, then the LoRA model in fp32 outside DVC."""
+def test_training_figures_count_only_the_steps_this_run_trained():
+    from benchmarks import rehearsal
+
+    metrics = {"steps": 4, "resumed_from_step": 2, "wall_time_s": 3.0, "input_tokens_per_second": 100.0,
+               "batch_size": 8, "effective_batch_size": 16}
+    figures = rehearsal.training_figures(metrics, (1000, 500), ratio=0.5, peak=None)
+    assert figures["steps_trained"] == 2 and figures["seconds_per_step"] == 1.5  # not 3.0 / 4
+    assert figures["tokens_per_s"] == 150.0  # this run's source tokens and their targets, per second
+    assert figures["model_tflops"] == round(6 * (1000 * 300 + 500 * 150) / 3.0 / 1e12, 3)
+    # Resumed at its last step: nothing was trained, so no rate (not steps / ~0 s).
+    finished = rehearsal.training_figures(metrics | {"resumed_from_step": 4, "wall_time_s": 0.02}, (1000, 500),
+                                          ratio=0.5, peak=989e12)
+    assert finished["steps_trained"] == 0
+    assert finished["seconds_per_step"] is None and finished["tokens_per_s"] is None and finished["mfu"] is None
+
+
+def test_preflight_imports_each_dependency_and_holds_it_to_pyproject_floors(tmp_path):
+    from benchmarks import rehearsal
+
+    assert rehearsal.preflight() == []  # this environment is the pinned set
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\ndependencies = ["transformers>=99", "no-such-distribution>=1", '
+                         '"wandb>=999", "pandas>=1", "ruamel.yaml"]\n')
+    import transformers
+
+    problems = rehearsal.preflight(pyproject)
+    assert problems == [
+        f"transformers {transformers.__version__} is here; pyproject.toml asks for transformers>=99",
+        "no-such-distribution does not import (ModuleNotFoundError: No module named 'no_such_distribution')",
+    ]  # wandb is not imported with tracking off; pandas, ruamel.yaml and dulwich pass
+
+
+def test_rehearsal_tiny_cut_then_rerun_without_git(tmp_path, monkeypatch, capsys):
+    """The GPU rehearsal's --tiny mode on a machine with no `git` command: cut during training as
+    `timeout` cuts a run (SIGTERM to the process group), it has left the table of the stages it
+    finished; rerun in the same workdir, it trains from step 0 (not from the cut run's checkpoint),
+    runs the real `dvc repro` in a scratch project with synthetic DialogSum-shaped data and a random
+    tiny model, the LoRA model in fp32 outside DVC, and train_lora and infer with 2 processes."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dulwich.repo import Repo
+
     from benchmarks import rehearsal
     from stages.params import read_yaml
 
+    bare = tmp_path / "bin"  # a PATH without git (the stages' env adds this interpreter's folder)
+    bare.mkdir()
+    monkeypatch.setenv("PATH", str(bare))
     for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS"):  # main() sets them: undo after
         monkeypatch.setenv(name, "1")
     work = tmp_path / "work"
+    work.mkdir()
+    assert shutil.which("git") is None and shutil.which("git", path=rehearsal.stage_env(work)["PATH"]) is None
+    checkpoints = work / load_params(ROOT / "params.yaml").paths.checkpoint_dir("lora")
+
+    # Run 1, cut once training has saved its first checkpoint.
+    with (tmp_path / "cut.log").open("w") as output:
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.rehearsal", "--tiny", "--workdir", str(work),
+                                 "--out", str(tmp_path)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + 480
+        while not (checkpoints / "checkpoint-2" / "trainer_state.json").is_file():
+            assert proc.poll() is None, (tmp_path / "cut.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint in 8 minutes"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)  # what `timeout` sends at its limit
+        assert proc.wait(timeout=120) != 0
+    cut = json.loads((tmp_path / "rehearsal-tiny.json").read_text())
+    assert not cut["complete"] and cut["training"] is None
+    assert {"split", "tokenize"} <= set(cut["stages"]) and cut["running"] not in cut["stages"]
+    assert all(s["wall_s"] > 0 for s in cut["stages"].values())
+    assert f"Incomplete: written as {cut['running']} started" in (tmp_path / "rehearsal-tiny.md").read_text()
+    assert (checkpoints / "checkpoint-2").is_dir()  # what a rerun could resume from
+
+    # Run 2, in the same workdir: whole.
     rehearsal.main(["--tiny", "--workdir", str(work), "--out", str(tmp_path)])
     results = json.loads((tmp_path / "rehearsal-tiny.json").read_text())
     lock = read_yaml((work / "dvc.lock").read_text())
-    assert set(results["stages"]) == set(lock["stages"])  # every stage DVC ran, timed, whatever its name
+    assert results["complete"] and set(results["stages"]) == set(lock["stages"])  # every stage DVC ran, timed
     assert all(s["wall_s"] > 0 for s in results["stages"].values())
     train = results["training"]
-    assert train["steps"] == 4 and train["batch_size_settled"] == 8 and train["model_tflops"] > 0
+    assert train["stage"] in lock["stages"] and train["stage"] == cut["running"]  # run 1 was cut training
+    assert (train["steps"], train["resumed_from_step"], train["steps_trained"]) == (4, 0, 4)  # started clean
+    assert train["seconds_per_step"] == round(train["wall_time_s"] / 4, 3)
+    assert train["batch_size_settled"] == 8 and train["model_tflops"] > 0
     assert train["mfu"] is None  # no bf16 peak for a CPU
-    assert train["stage"] in lock["stages"]
     dtypes = {name: g["dtype"] for name, g in results["generation"].items()}
     assert len(dtypes) == 3 and set(dtypes.values()) == {"float32"}  # auto on CPU is fp32, and the fp32 run
     split = json.loads((work / "metrics" / "split.json").read_text())
@@ -220,9 +297,20 @@ def test_rehearsal_tiny_runs_every_stage_and_writes_one_table(tmp_path, monkeypa
     assert (split["test"]["rows"], split["test"]["dialogues"]) == (24, 8)  # three references each
     test = __import__("pandas").read_parquet(work / "data" / "split" / "test.parquet")
     assert test["id"].iloc[:3].tolist() == ["test_0_1", "test_0_2", "test_0_3"]
+    # 1 process (DVC's run) and 2, each leasing its devices from the declared pool
+    scaling = results["scaling"]
+    one, two = scaling["runs"]["1"], scaling["runs"]["2"]
+    assert one["devices"] in rehearsal.TINY_POOL.split(",") and two["devices"] == rehearsal.TINY_POOL
+    assert two["effective_batch_size"] == 2 * one["effective_batch_size"]  # the same batch per process
+    assert all(r[k] > 0 for r in (one, two) for k in ("training_tokens_per_s", "generated_tokens_per_s"))
+    assert scaling["training_speedup"] == round(two["training_tokens_per_s"] / one["training_tokens_per_s"], 2)
+    assert scaling["generation_speedup"] > 0
+    with Repo(str(work)) as repo:  # committed without git
+        assert repo[repo.head()].author == rehearsal.IDENTITY
     table = (tmp_path / "rehearsal-tiny.md").read_text()
-    assert "| train_lora |" in table or f"| {train['stage']} |" in table
-    assert "fp32 (outside DVC)" in table and table in capsys.readouterr().out
+    assert f"| {train['stage']} |" in table and "Incomplete" not in table
+    assert "fp32 (outside DVC)" in table and "| 2 | rehearsal-cpu-0,rehearsal-cpu-1 |" in table
+    assert table in capsys.readouterr().out
     assert "MFU not reported: no datasheet dense bf16 peak known for cpu" in table
 
 
