@@ -31,6 +31,9 @@ class RenderError(Exception):
     pass
 
 
+CHART_HEIGHT = 520  # px a chart of DVC's page takes with its title and legend, with room to spare
+
+
 def offline_page(html: str) -> str:
     """DVC's plots page with its CDN scripts replaced by one bundled module doing the same."""
     import vl_convert
@@ -52,6 +55,7 @@ def chromium() -> str:
 
 
 def screenshot(page: Path, png: Path, width: int = 1000, height: int = 1400) -> None:
+    """Chromium's headless screenshot is of the window, never below it: ``height`` must hold the page."""
     png.unlink(missing_ok=True)  # an older screenshot must not pass for this one
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
@@ -66,9 +70,11 @@ def render(index: Path, png: Path) -> Path:
     """Write ``index``'s offline copy beside it and its screenshot to ``png``; return the copy."""
     if not index.is_file():
         raise RenderError(f"{index}: no such file (run `dvc plots show -o {index.parent}` first)")
+    html = index.read_text(encoding="utf-8")
     offline = index.with_suffix(".offline.html")
-    offline.write_text(offline_page(index.read_text(encoding="utf-8")), encoding="utf-8")
-    screenshot(offline, png)
+    offline.write_text(offline_page(html), encoding="utf-8")
+    # One chart per row at worst (a fixed 1,400 px cut off the last charts of a longer page).
+    screenshot(offline, png, height=200 + CHART_HEIGHT * len(INLINE_SCRIPT.findall(html)))
     return offline
 
 
