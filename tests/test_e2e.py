@@ -18,7 +18,7 @@ import pytest
 from stages.params import read_yaml
 from tests.conftest import commit, copy_project, dvc, ran, set_params
 
-RECIPE_STAGES = {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score"}
+RECIPE_STAGES = {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score", "card"}
 BASELINE_STAGES = {"train_baseline@full", "infer_baseline@full"}
 VARIANTS = ("base", "lora", "full")
 FAITHFULNESS = {"invented_numbers", "invented_names", "speaker_errors", "novel_bigrams"}
@@ -43,7 +43,7 @@ def first_repro(project) -> str:
 
 
 def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_repro):
-    assert ran(first_repro) == {*BASELINE_STAGES, "score"}
+    assert ran(first_repro) == {*BASELINE_STAGES, "score", "card"}  # the card states the new scores
     assert set(read_yaml((project / "dvc.lock").read_text())["stages"]) == RECIPE_STAGES | BASELINE_STAGES | {"check_params"}
     scores = json.loads((project / "metrics" / "scores.json").read_text())
     assert set(scores) == {*VARIANTS, "human"}  # the first human summary, scored as the variants are
@@ -80,7 +80,7 @@ def test_lora_change_reruns_only_lora_stages(project, first_repro):
     commit(project, "full fine-tune on")
     set_params(project, lora__r=8)
     out = dvc(project, "repro").stdout
-    assert ran(out) == {"train_lora", "infer@lora", "score"}  # not base, not the full fine-tune
+    assert ran(out) == {"train_lora", "infer@lora", "score", "card"}  # not base, not the full fine-tune
 
 
 def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro):
