@@ -25,9 +25,9 @@ whole run's), timing each stage from DVC's "Running stage" lines and sampling GP
 ``generate.bf16: false`` (fp32) on the first 128 test dialogues, beside DVC's run with the default
 ``auto`` (bf16 on a GPU that has it). DVC's run uses one process per stage; where several GPUs are
 visible (``--scale-to``, default all of them; ``--tiny``: 2 CPU processes, through a declared
-device pool), ``train_lora`` and ``infer@lora`` run once more outside DVC with that many processes
-(``train.processes``, ``generate.processes``: the same per-process batch), for the speed-up over
-one. Per-stage figures come from the metrics files each stage declares in ``dvc.lock``. Writes
+device pool), ``train_lora`` runs once more outside DVC with that many processes, and infer on
+DVC's LoRA adapter (``train.processes``, ``generate.processes``: the same per-process batch), for
+the speed-up over one. Per-stage figures come from the metrics files each stage declares in ``dvc.lock``. Writes
 ``<out>/rehearsal.{md,json}`` (``rehearsal-tiny.*`` with ``--tiny``) after every phase, so a run cut
 at its time limit leaves the figures of every stage it finished, and prints the table at the end.
 
@@ -417,7 +417,9 @@ def scaling_figures(one: tuple[dict | None, dict | None], many: tuple[dict | Non
             "training_tokens_per_s": train and train["tokens_per_s"],
             "seconds_per_step": train and train["seconds_per_step"],
             "generated_tokens_per_s": infer and infer["generated_tokens_per_second"],
-            "dialogues_per_s": infer and infer["dialogues_per_second"]}
+            "dialogues_per_s": infer and infer["dialogues_per_second"],
+            "dialogues": infer and infer["dialogues"],
+            "same_predictions_as_one_process": infer and infer.get("same_predictions_as_one_process")}
 
     def speedup(key: str) -> float | None:
         a, b = rows["1"][key], rows[str(processes)][key]
@@ -486,8 +488,8 @@ def num(x, fmt="{:,.0f}") -> str:
 
 def scaling_table(s: dict) -> list[str]:
     k = s["processes"]
-    lines = ["", f"Scaling, 1 and {k} processes (train_lora and infer@lora; the same batch per process, so "
-                 f"{k} processes train {k}x the examples per step):", "",
+    lines = ["", f"Scaling, 1 and {k} processes (train_lora, and infer on the same LoRA adapter; the same batch "
+                 f"per process, so {k} processes train {k}x the examples per step):", "",
              "| processes | devices | training tokens/s | s/step | generated tokens/s | dialogues/s |",
              "|---:|---|---:|---:|---:|---:|"]
     for count, r in s["runs"].items():
@@ -496,6 +498,10 @@ def scaling_table(s: dict) -> list[str]:
                      f"{num(r['dialogues_per_s'], '{}')} |")
     lines += ["", f"Speed-up with {k} processes: training {num(s['training_speedup'], '{:.2f}x')}, "
                   f"generation {num(s['generation_speedup'], '{:.2f}x')}."]
+    many = s["runs"][str(k)]
+    if many["same_predictions_as_one_process"] is not None:
+        lines.append(f"Generation with {k} processes (DVC's adapter, the same dialogues): "
+                     f"{many['same_predictions_as_one_process']} of {many['dialogues']} predictions as with one.")
     return lines
 
 
@@ -625,22 +631,34 @@ def run_fp32(workdir: Path, params: dict, env: dict, memory: GpuMemory, progress
 
 def run_scaling(workdir: Path, params: dict, processes: int, env: dict, memory: GpuMemory,
                 progress: Progress) -> None:
-    """train_lora, then infer on its adapter, outside DVC with ``processes`` processes each (one
-    GPU each; gloo workers on a CPU), with DVC's params otherwise, into a folder of their own."""
+    """train_lora, then infer on DVC's LoRA adapter (the work infer@lora did), outside DVC with
+    ``processes`` processes each (one GPU each; gloo workers on a CPU), with DVC's params
+    otherwise, writing into a folder of their own."""
     from stages.params import Paths
 
     scaled = json.loads(json.dumps(params))
     scaled["train"]["processes"] = scaled["generate"]["processes"] = processes
-    scaled["paths"].update({key: f"{SCALING_DIR}/{key}" for key in ("checkpoints", "models", "predictions", "metrics")})
-    (workdir / "params_scaling.yaml").write_text(json.dumps(scaled))
-    paths = Paths(**scaled["paths"])
-    for phase, module, metrics in ((train_phase(processes), ["stages.train_lora"], paths.train_metrics("lora")),
-                                   (infer_phase(processes), ["stages.infer", "--variant", "lora"],
-                                    paths.infer_metrics("lora"))):
-        run_timed([sys.executable, "-m", *module, "--params", "params_scaling.yaml"], workdir, env, memory,
+    scaled["paths"].update({key: f"{SCALING_DIR}/{key}" for key in ("checkpoints", "predictions", "metrics")})
+    runs = {"train": dict(scaled, paths=scaled["paths"] | {"models": f"{SCALING_DIR}/models"}), "infer": scaled}
+    for what, phase, module in (("train", train_phase(processes), ["stages.train_lora"]),
+                                ("infer", infer_phase(processes), ["stages.infer", "--variant", "lora"])):
+        (workdir / f"params_scaling_{what}.yaml").write_text(json.dumps(runs[what]))  # JSON is YAML
+        run_timed([sys.executable, "-m", *module, "--params", f"params_scaling_{what}.yaml"], workdir, env, memory,
                   progress, phase)
+        paths = Paths(**runs[what]["paths"])
+        metrics = paths.train_metrics("lora") if what == "train" else paths.infer_metrics("lora")
         progress.outside[phase] = json.loads((workdir / metrics).read_text())
+        if what == "infer":  # the same adapter and dialogues as DVC's run: the same greedy outputs?
+            mine, dvcs = (read_predictions(workdir / Paths(**p["paths"]).predictions_file("lora"))
+                          for p in (scaled, params))
+            progress.outside[phase]["same_predictions_as_one_process"] = sum(
+                dvcs.get(key) == prediction for key, prediction in mine.items())
         progress.publish()
+
+
+def read_predictions(path: Path) -> dict[str, str]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return {row["id"]: row["prediction"] for row in rows}
 
 
 def main(argv: list[str] | None = None) -> None:

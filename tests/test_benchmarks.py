@@ -305,11 +305,13 @@ def test_rehearsal_tiny_cut_then_rerun_without_git(tmp_path, monkeypatch, capsys
     assert all(r[k] > 0 for r in (one, two) for k in ("training_tokens_per_s", "generated_tokens_per_s"))
     assert scaling["training_speedup"] == round(two["training_tokens_per_s"] / one["training_tokens_per_s"], 2)
     assert scaling["generation_speedup"] > 0
+    assert two["same_predictions_as_one_process"] == two["dialogues"] == 8  # DVC's adapter, dealt to 2
     with Repo(str(work)) as repo:  # committed without git
         assert repo[repo.head()].author == rehearsal.IDENTITY
     table = (tmp_path / "rehearsal-tiny.md").read_text()
     assert f"| {train['stage']} |" in table and "Incomplete" not in table
     assert "fp32 (outside DVC)" in table and "| 2 | rehearsal-cpu-0,rehearsal-cpu-1 |" in table
+    assert "8 of 8 predictions as with one" in table
     assert table in capsys.readouterr().out
     assert "MFU not reported: no datasheet dense bf16 peak known for cpu" in table
 
