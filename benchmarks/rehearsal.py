@@ -27,9 +27,10 @@ whole run's), timing each stage from DVC's "Running stage" lines and sampling GP
 visible (``--scale-to``, default all of them; ``--tiny``: 2 CPU processes, through a declared
 device pool), ``train_lora`` runs once more outside DVC with that many processes, and infer on
 DVC's LoRA adapter (``train.processes``, ``generate.processes``: the same per-process batch), for
-the speed-up over one. Per-stage figures come from the metrics files each stage declares in ``dvc.lock``. Writes
-``<out>/rehearsal.{md,json}`` (``rehearsal-tiny.*`` with ``--tiny``) after every phase, so a run cut
-at its time limit leaves the figures of every stage it finished, and prints the table at the end.
+the speed-up over one. Per-stage figures come from the metrics files each stage declares in
+``dvc.lock``. Writes ``<out>/rehearsal.{md,json}`` (``rehearsal-tiny.*`` with ``--tiny``) as each
+stage or phase starts and ends, so a run cut at its time limit leaves the figures of every stage it
+finished, and prints the table at the end.
 
 The scratch project is a git repository (DVC wants one), made and committed with dulwich, which
 DVC already depends on: the machine needs no ``git`` command. A preflight fails in seconds when a
