@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 
 from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling
@@ -94,6 +95,22 @@ def fingerprint(params: Params, variant: str, tokenized: Path) -> str:
                                  sort_keys=True).encode())
     digest.update(modeling.folder_hash(tokenized).encode())
     return digest.hexdigest()
+
+
+def checkpoint_folder(params: Params, variant: str) -> Path:
+    """Where this training's checkpoints live: ``{paths.checkpoints}/<variant>`` of the workspace.
+
+    A queued or ``--temp`` experiment runs in a temporary copy of the repository that DVC deletes
+    when it ends, crashed or not (DVC names the repository itself in ``DVC_ROOT``): its
+    checkpoints live in the repository's checkpoints folder instead, keyed by the fingerprint of
+    params and data, so experiments running at once never share a folder and the same experiment
+    queued again after a crash resumes.
+    """
+    root = os.environ.get("DVC_ROOT")
+    if root and Path(root).resolve() != Path.cwd().resolve():
+        key = fingerprint(params, variant, Path(params.paths.tokenized))[:16]
+        return Path(root) / params.paths.checkpoints / f"{variant}-{key}"
+    return params.paths.checkpoint_dir(variant)
 
 
 def prepare_checkpoints(folder: Path, expected: str) -> None:
@@ -212,7 +229,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     """Train ``model``, ``save(trained_model, folder)`` its weights into ``{paths.models}/<variant>``
     and return the training metrics (``None`` on ranks > 0)."""
     paths = params.paths
-    checkpoints = paths.checkpoint_dir(variant)
+    checkpoints = checkpoint_folder(params, variant)
     if not launch.launched():  # with several processes, run() prepared them once, before launch
         prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized)))
     resume = newest_checkpoint(checkpoints, params.train.max_steps)
@@ -225,15 +242,18 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
         # end): the Trainer would take one more step and evaluate it. Finish as it would have.
         control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
         done = state["global_step"] >= params.train.max_steps or control.get("should_training_stop", False)
-    # The curves are written into a temporary folder and moved into place only when training
-    # finishes, like every other output; a resumed run replays the earlier history into them.
-    # Only the first process writes outputs.
-    with atomic_path(paths.train_log(variant)) if launch.rank() == 0 else nullcontext() as curves:
-        trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves)
-        started = time.perf_counter()
-        output = finish(trainer, resume) if done else trainer.train(
-            resume_from_checkpoint=str(resume) if resume else None)
-        wall = time.perf_counter() - started
+    # The curves are written live, where `dvc plots` and the VS Code extension read them while
+    # training runs; a resumed run starts them afresh and replays the earlier history into them.
+    # Only the first process writes them. The weights and the final metrics (train_<v>.json)
+    # stay whole-or-nothing.
+    curves = paths.train_log(variant) if launch.rank() == 0 else None
+    if curves is not None:
+        atomic.remove(curves)  # a crashed run's rows beyond its checkpoint
+    trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves)
+    started = time.perf_counter()
+    output = finish(trainer, resume) if done else trainer.train(
+        resume_from_checkpoint=str(resume) if resume else None)
+    wall = time.perf_counter() - started
     if not trainer.is_world_process_zero():
         return None
 
@@ -315,17 +335,18 @@ def run(variant: str, doc: str, argv: list[str] | None,
         # One training per checkpoint folder; workers train under their launcher's lock, the
         # nodes of a multi-node run under node 0's (they share the folder).
         if not launch.launched() and launch.node_rank() == 0:
-            held.enter_context(locks.exclusive(params.paths.checkpoint_dir(variant)))
+            held.enter_context(locks.exclusive(checkpoint_folder(params, variant)))
         checksums.verify(params.paths.tokenized)  # before its hash decides which checkpoints resume
         log.info("train %s params: seed=%s model=%s %s=%s train=%s runtime=%s tracking=%s", variant,
                  params.seed, params.model, variant, getattr(params, variant), params.train, params.runtime,
                  params.tracking)
         if not launch.launched():  # torchrun's workers inherit the GPUs claimed here
             devices.claim(params.train.processes, "train.processes")
-        if params.train.processes > 1 and not launch.launched():
-            folder = params.paths.checkpoint_dir(variant)
-            prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))
-            newest_checkpoint(folder, params.train.max_steps)  # set bad ones aside once, not in every rank
+        if launch.needed(params.train.processes):
+            if launch.node_rank() == 0:  # once, not in every rank or node (the folder is shared)
+                folder = checkpoint_folder(params, variant)
+                prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))
+                newest_checkpoint(folder, params.train.max_steps)  # set bad ones aside
             launch.relaunch(f"stages.train_{variant}", params.train.processes, sys.argv[1:])
         metrics = train(params)
         if metrics is not None:
