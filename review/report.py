@@ -143,7 +143,8 @@ def unchanged(change: dict) -> bool:
 def metric_table(title: str, group: str, rows: list[tuple[str, str, dict]], old: Revision,
                  new: Revision, note: str = "") -> list[str]:
     """The rows that changed; the unchanged ones folded below them (GitHub's <details>)."""
-    head = [f"| {group} | metric | {escape(old.label)} | {escape(new.label)} | Δ | Δ % |", "|---|---|---:|---:|---:|---:|"]
+    head = [f"| {group} | metric | {escape(old.label)} | {escape(new.label)} | Δ | Δ % |",
+            "|---|---|---:|---:|---:|---:|"]
 
     def line(group: str, key: str, change: dict) -> str:
         flag = " †" if key in MACHINE_DEPENDENT and not unchanged(change) else ""

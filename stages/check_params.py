@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from stages import cli
 from stages.atomic import write_text
-from stages.params import load_params
+from stages.params import UNDECLARED, Params, load_params
+
+PARAMS = tuple(name for name in Params.model_fields if name not in UNDECLARED)  # dvc.yaml's `params:`
 
 CHECKED = "params.yaml is valid (stages/params.py)\n"  # constant: dependents rerun on their own params only
 
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)  # ParamsError: one line, exit 1, nothing written
         write_text(params.paths.params_check(), CHECKED)
 
-    cli.run(body, (), args.params)
+    cli.run(body, PARAMS, args.params)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,14 @@ CLAIMED = "STAGES_DEVICES"  # what this stage claimed, for its workers' metrics
 _held: list = []  # this process's leases (open, locked files): held until it ends
 
 
+def _forget_in_child() -> None:
+    # A forked child (a DataLoader worker) shares the leases' locks: closing its copies means a
+    # lease goes when the stage dies, not when its last worker notices and exits.
+    for handle in _held:
+        handle.close()
+    _held.clear()
+
+
 class DeviceError(InputError):
     """The machine cannot give the stage the devices its params ask for."""
 
@@ -148,6 +156,8 @@ def lease(devices: list[str], count: int, poll_s: float = 2.0) -> list[str]:
                 handle.flush()
                 taken.append((device, handle))
             if len(taken) == count:
+                if not _held:
+                    os.register_at_fork(after_in_child=_forget_in_child)
                 _held.extend(handle for _, handle in taken)
                 if waiting_since is not None:
                     log.info("device free after %.0f s of waiting", time.monotonic() - waiting_since)

@@ -28,6 +28,26 @@ class FolderInUse(InputError):
     """Another process holds the folder's lock; the message names it."""
 
 
+_held: set[int] = set()  # lock fds this process holds
+_hooked: list[bool] = []  # the fork hook is registered (once: it cannot be removed)
+
+
+def _hook() -> None:
+    os.register_at_fork(after_in_child=_forget_in_child)
+    _hooked.append(True)
+
+
+def _forget_in_child() -> None:
+    # A forked child (a DataLoader worker) shares the parent's lock: closing its copy means the
+    # lock goes when the training process dies, not when its last worker notices and exits.
+    for fd in _held:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
 @contextmanager
 def exclusive(folder: str | Path) -> Iterator[None]:
     """Hold ``<folder>.lock`` while the block runs; raise ``FolderInUse`` if another process holds it."""
@@ -47,6 +67,10 @@ def exclusive(folder: str | Path) -> Iterator[None]:
                               "other's checkpoints") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if not _hooked:
+            _hook()
+        _held.add(fd)
         yield
     finally:
+        _held.discard(fd)
         os.close(fd)  # releases the lock

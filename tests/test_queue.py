@@ -84,19 +84,24 @@ def test_queued_experiments_lease_different_devices_and_a_third_waits(built_proj
     different devices, the third waits for one (its log says so)."""
     project = set_params(copy_project(built_project, tmp_path / "p"), generate__processes=1)
     run_env = dict(stage_env(), STAGES_DEVICE_POOL="slot-a,slot-b", STAGES_LEASE_DIR=str(tmp_path / "leases"))
-    for tokens in (20, 21, 22):  # reruns infer@base, infer@lora and score only
+    for tokens in (4, 5, 6):  # reruns infer@base, infer@lora, score and card only; short outputs
         subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"tokens-{tokens}",
                         "-S", f"generate.max_new_tokens={tokens}"], cwd=project, env=run_env, check=True,
                        capture_output=True)
     start_queue(project, 3, run_env)
     assert "Failed" not in wait_queue(project)
-    logs = {n: dvc(project, "queue", "logs", f"tokens-{n}").stdout for n in (20, 21, 22)}
+    logs = {n: dvc(project, "queue", "logs", f"tokens-{n}").stdout for n in (4, 5, 6)}
     assert any("waiting for 1 free device(s) of slot-a, slot-b" in text for text in logs.values())
     used = {}
-    for n in (20, 21, 22):
+    for n in (4, 5, 6):
         rev = exp_ref(project, f"tokens-{n}")
         used[n] = json.loads(git(project, "show", f"{rev}:metrics/infer_base.json"))["devices"]
     assert set(used.values()) <= {"slot-a", "slot-b"} and len(set(used.values())) == 2
+    # `dvc exp show` reports each experiment beside its baseline, with its -S value
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    tokens = {exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["generate"]["max_new_tokens"]
+              for baseline in shown for exp in baseline.get("experiments") or []}
+    assert tokens == {4, 5, 6}
 
 
 def test_the_loss_curve_grows_while_training_runs(built_project, tmp_path):

@@ -80,7 +80,7 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
 
     # The verdict first: what moved between the revisions beyond its interval, and which way
     verdict = markdown.splitlines()[2]
-    moved = re.findall(rf"^\| lora: workspace vs HEAD .*\| ([▲▼]) \|$", markdown, re.M)
+    moved = re.findall(r"^\| lora: workspace vs HEAD .*\| ([▲▼]) \|$", markdown, re.M)
     if moved:
         assert verdict.startswith("**Verdict:** beyond the 95 % interval, workspace vs HEAD: lora ")
         assert verdict.count("▲") + verdict.count("▼") == len(moved)
