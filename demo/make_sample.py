@@ -4,12 +4,12 @@ Inputs: a seed and a number of dialogues (command-line flags, defaults below).
 Output: a JSON Lines file (default ``data/sample/dialogsum_sample.jsonl``), one object per line
 with the keys ``id``, ``dialogue``, ``summary`` and ``topic``, as DialogSum has them.
 
-Why synthetic: no model or data hub is reachable from our machines, so the offline demo and the
-tests cannot download DialogSum. This file stands in for it. It is built to exercise the pipeline
-the way the real data does: ``#Person1#:``-style turns with small talk that the summaries leave
-out; third-person summaries that must copy names, times, places and amounts from the dialogue;
-about 14 common topics and a few rare ones that a stratified split has to pool; and, like
-DialogSum's test set, some dialogues with two or three reference summaries.
+Why synthetic: the demo and the tests must run where no model or data hub can be reached (an
+air-gapped cluster, CI), so they cannot download DialogSum. This file stands in for it. It is built
+to exercise the pipeline the way the real data does: ``#Person1#:``-style turns with small talk
+that the summaries leave out; third-person summaries that must copy names, times, places and
+amounts from the dialogue; about 14 common topics and a few rare ones that a stratified split has
+to pool; and, like DialogSum's test set, some dialogues with two or three reference summaries.
 
 Determinism: the only source of randomness is ``random.Random(seed)``, and nothing iterates over
 sets or depends on hash order, so the same seed gives a byte-identical file. The committed file
