@@ -271,6 +271,15 @@ def test_rehearsal_tiny_cut_then_rerun_without_git(tmp_path, monkeypatch, capsys
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGTERM)  # what `timeout` sends at its limit
         assert proc.wait(timeout=120) != 0
+        # The cut run's `dvc repro` winds down after the rehearsal itself (it waits for its stage);
+        # a rerun started before it is gone finds DVC's lock on the workdir, as a user would.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
     cut = json.loads((tmp_path / "rehearsal-tiny.json").read_text())
     assert not cut["complete"] and cut["training"] is None
     assert {"split", "tokenize"} <= set(cut["stages"]) and cut["running"] not in cut["stages"]

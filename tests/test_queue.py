@@ -58,7 +58,8 @@ def test_a_killed_queued_experiment_resumes_when_queued_again(built_project, tmp
     deletes: queued again, it resumes from them and trains the adapter the uninterrupted run did
     (the built project's: the same params, every stage forced to rerun)."""
     project = copy_project(built_project, tmp_path / "p")
-    dvc(project, "exp", "run", "--queue", "--force", "-n", "first")
+    # --force --single-item train_lora: retrain with the built project's params, nothing else
+    dvc(project, "exp", "run", "--queue", "--force", "--single-item", "-n", "first", "train_lora")
     start_queue(project, 1)
     deadline = time.monotonic() + 300
     checkpoint = None
@@ -70,7 +71,7 @@ def test_a_killed_queued_experiment_resumes_when_queued_again(built_project, tmp
     assert "Failed" in wait_queue(project)
     assert checkpoint.is_file()  # outlived the experiment's temporary copy
 
-    dvc(project, "exp", "run", "--queue", "--force", "-n", "second")
+    dvc(project, "exp", "run", "--queue", "--force", "--single-item", "-n", "second", "train_lora")
     start_queue(project, 1)
     assert "Success" in wait_queue(project).split("second")[-1].splitlines()[0]
     logs = dvc(project, "queue", "logs", "second").stdout
@@ -84,10 +85,10 @@ def test_queued_experiments_lease_different_devices_and_a_third_waits(built_proj
     different devices, the third waits for one (its log says so)."""
     project = set_params(copy_project(built_project, tmp_path / "p"), generate__processes=1)
     run_env = dict(stage_env(), STAGES_DEVICE_POOL="slot-a,slot-b", STAGES_LEASE_DIR=str(tmp_path / "leases"))
-    for tokens in (4, 5, 6):  # reruns infer@base, infer@lora, score and card only; short outputs
+    for tokens in (4, 5, 6):  # infer@base only (the target): short outputs, seconds each
         subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"tokens-{tokens}",
-                        "-S", f"generate.max_new_tokens={tokens}"], cwd=project, env=run_env, check=True,
-                       capture_output=True)
+                        "-S", f"generate.max_new_tokens={tokens}", "infer@base"], cwd=project, env=run_env,
+                       check=True, capture_output=True)
     start_queue(project, 3, run_env)
     assert "Failed" not in wait_queue(project)
     logs = {n: dvc(project, "queue", "logs", f"tokens-{n}").stdout for n in (4, 5, 6)}
