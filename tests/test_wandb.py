@@ -37,9 +37,32 @@ def records(path: Path):
             yield record
 
 
-def read_run(folder: Path) -> dict:
+def read_run(folder: Path, wait_s: float = 20.0) -> dict:
+    """The run's name, group, job type, project, config and summary. W&B's service writes the file
+    in the background and may still be writing when ``finish()`` returns: read until the run
+    record is there (at most ``wait_s``)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    from google.protobuf.message import DecodeError
+
+    while True:
+        try:
+            found = _read_run_once(folder)
+        except DecodeError:  # a record cut short: still being written
+            found = None
+        if found is not None or time.monotonic() > deadline:
+            assert found is not None, f"no run record in {folder} after {wait_s} s"
+            return found
+        time.sleep(0.5)
+
+
+def _read_run_once(folder: Path) -> dict | None:
     run, summary, config = None, {}, {}
-    for record in records(next(folder.glob("run-*.wandb"))):
+    files = list(folder.glob("run-*.wandb"))
+    if not files:
+        return None
+    for record in records(files[0]):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
@@ -48,6 +71,8 @@ def read_run(folder: Path) -> dict:
         elif kind == "summary":
             summary.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                             for item in record.summary.update})
+    if run is None:
+        return None
     return {"name": run.display_name, "group": run.run_group, "job_type": run.job_type,
             "project": run.project, "config": config, "summary": summary}
 
