@@ -44,12 +44,12 @@ def read_run(folder: Path, wait_s: float = 20.0) -> dict:
     import time
 
     deadline = time.monotonic() + wait_s
-    from google.protobuf.message import DecodeError
-
     while True:
         try:
             found = _read_run_once(folder)
-        except DecodeError:  # a record cut short: still being written
+        except Exception as exc:  # protobuf's DecodeError: a record still being written
+            if type(exc).__name__ != "DecodeError":
+                raise
             found = None
         if found is not None or time.monotonic() > deadline:
             assert found is not None, f"no run record in {folder} after {wait_s} s"
