@@ -10,8 +10,9 @@ The launcher runs in the stage's own process rather than as a ``torchrun`` child
 
 - a signal to the stage (SIGTERM from ``dvc queue kill`` or a scheduler, Ctrl-C) reaches the
   workers: the launcher forwards it, waits for them to stop, and the stage exits 143/130 with
-  nothing written. (Workers run in sessions of their own; a killed ``torchrun`` child would leave
-  them training, and rank 0 would later write outputs after the stage had failed.)
+  nothing written. (Workers are started detached from the terminal's signals; a killed
+  ``torchrun`` child would leave them training, and rank 0 would later write outputs after the
+  stage had failed.)
 - a failure is one line: each worker writes its ``error: ...`` line to a file of the launch
   instead of the terminal (``ERROR_DIR``), and the stage prints one of them once, rank 0's
   first, with that rank's exit status; the launcher's own traceback (``ChildFailedError``) and

@@ -26,6 +26,14 @@ def stage(project: Path, env: dict | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def one_gpu_box(tmp_path: Path) -> dict:
+    """The stages' environment on a box whose nvidia-smi lists one GPU (this torch sees none)."""
+    env = stage_env()
+    env["PATH"] = f"{fake_nvidia_smi(tmp_path / 'bin', 1)}{os.pathsep}{env['PATH']}"
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
@@ -83,10 +91,7 @@ def test_rank_zeros_real_error_comes_before_a_stopped_ranks_line(tmp_path):
 def test_a_gpu_box_whose_torch_sees_no_gpu_is_refused_before_training(built_project, tmp_path):
     """Never a silent CPU run: nvidia-smi lists a GPU, this (CPU) torch cannot use it."""
     project = copy_project(built_project, tmp_path / "p")
-    env = stage_env()
-    env["PATH"] = f"{fake_nvidia_smi(tmp_path / 'bin', 1)}{os.pathsep}{env['PATH']}"
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = stage(project, env)
+    proc = stage(project, one_gpu_box(tmp_path))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert [line.split(" visible, but")[0] for line in err.strip().splitlines()[-1:]] == [
@@ -97,10 +102,7 @@ def test_a_gpu_box_whose_torch_sees_no_gpu_is_refused_before_training(built_proj
 
 def test_more_processes_than_gpus_is_refused_before_loading(built_project, tmp_path):
     project = set_params(copy_project(built_project, tmp_path / "p"), train__processes=2)
-    env = stage_env()
-    env["PATH"] = f"{fake_nvidia_smi(tmp_path / 'bin', 1)}{os.pathsep}{env['PATH']}"
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = stage(project, env)
+    proc = stage(project, one_gpu_box(tmp_path))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert error_lines(err) == [
