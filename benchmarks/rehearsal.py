@@ -142,10 +142,12 @@ def save_model(folder: Path, tiny: bool) -> int:
     return model.config.vocab_size
 
 
-def project_files(root: Path) -> list[str]:
+def project_files(root: Path, leave_out: Path | None = None) -> list[str]:
     """The project's files. In a git checkout, what ``git ls-files -co --exclude-standard`` lists
     (tracked, and untracked but not ignored), read with dulwich: no git command needed. In a copy
-    without .git, as a GPU box may receive it, a walk that skips what git would ignore here."""
+    without .git, as a GPU box may receive it, a walk that skips what the copy's ``.gitignore``
+    files ignore (a ``pip install --target`` folder beside the project, the scratch project itself:
+    copying those made a 1 GB commit), outputs and ``leave_out``."""
     if (root / ".git").exists():
         from dulwich.porcelain import get_untracked_paths
         from dulwich.repo import Repo
@@ -154,12 +156,33 @@ def project_files(root: Path) -> list[str]:
             index = repo.open_index()
             names = {os.fsdecode(path) for path in index.paths()}
             names.update(get_untracked_paths(str(root), str(root), index, exclude_ignored=True))
-        return sorted(name for name in names if (root / name).is_file())
+        return sorted(name for name in names if (root / name).is_file()
+                      and (leave_out is None or not (root / name).resolve().is_relative_to(leave_out)))
+    from dulwich.ignore import IgnoreFilter, read_ignore_patterns
+
     skip = {".git", ".venv", ".whl", "demo-run", "rehearsal-run", "__pycache__", ".pytest_cache", "wandb",
             "checkpoints", "models", "metrics"}
-    return [p.relative_to(root).as_posix() for p in root.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(root).parts)
-            and not p.relative_to(root).as_posix().startswith(("data/split", "data/tokenized", "data/predictions"))]
+    filters: list[tuple[Path, IgnoreFilter]] = []  # (folder of a .gitignore, its patterns)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        if (here / ".gitignore").is_file():
+            with (here / ".gitignore").open("rb") as f:
+                filters.append((here, IgnoreFilter(read_ignore_patterns(f))))
+
+        def ignored(path: Path, is_dir: bool) -> bool:
+            for base, patterns in filters:
+                if path.is_relative_to(base) and path != base:
+                    relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+                    if patterns.is_ignored(relative):
+                        return True
+            return False
+
+        dirs[:] = sorted(d for d in dirs if d not in skip and not ignored(here / d, True)
+                         and (leave_out is None or (here / d).resolve() != leave_out))
+        found += [(here / name).relative_to(root).as_posix() for name in files
+                  if not ignored(here / name, False)]
+    return sorted(name for name in found if not name.startswith(("data/split", "data/tokenized", "data/predictions")))
 
 
 def commit_all(workdir: Path, message: str) -> None:
@@ -170,6 +193,9 @@ def commit_all(workdir: Path, message: str) -> None:
     from dulwich.repo import Repo
 
     with Repo(str(workdir)) as repo:
+        config = repo.get_config()
+        config.set(b"gc", b"auto", b"0")  # no automatic gc after a commit: nothing reads the history
+        config.write_to_path()
         porcelain.add(repo)  # everything not ignored, from the repository's root: deletions too
         porcelain.commit(repo, message=message.encode(), author=IDENTITY, committer=IDENTITY)
 
@@ -214,7 +240,7 @@ def make_project(workdir: Path, tiny: bool, max_steps: int | None) -> dict:
     exclude = workdir / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     exclude.write_text(f"/{ASSETS}/\n/.bin/\n/params_*.yaml\n/{FP32_DIR}/\n/{SCALING_DIR}/\n")
-    for name in project_files(ROOT):
+    for name in project_files(ROOT, leave_out=workdir.resolve()):
         source, target = ROOT / name, workdir / name
         if not target.is_file() or target.read_bytes() != source.read_bytes():
             target.parent.mkdir(parents=True, exist_ok=True)

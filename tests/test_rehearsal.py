@@ -160,3 +160,18 @@ def test_first_real_run_offline(tmp_path: Path) -> None:
             assert len(predictions) == TEST_DIALOGUES
             assert all(len(p["references"]) == 3 for p in predictions)
             assert sorted(p["id"] for p in predictions) == [f"test_{n}_1" for n in range(TEST_DIALOGUES)]
+
+
+def test_a_copy_without_git_leaves_out_what_gitignore_ignores_and_the_workdir(tmp_path: Path) -> None:
+    """On a GPU box the project may arrive without .git, with the wheels installed beside it
+    (``pip install --target .site``) and the rehearsal's workdir inside it: copying those into
+    the scratch project made a 1 GB commit that failed."""
+    from benchmarks.rehearsal import project_files
+
+    for name, text in {".gitignore": "/.site/\n*.pyc\n", "stages/a.py": "", "stages/a.pyc": "",
+                       ".site/torch/lib.so": "", ".rehearsal/dvc.yaml": "", "data/.gitignore": "/split\n",
+                       "data/split/train.parquet": "", "data/sample/s.jsonl": ""}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert project_files(tmp_path, leave_out=(tmp_path / ".rehearsal").resolve()) == [
+        ".gitignore", "data/.gitignore", "data/sample/s.jsonl", "stages/a.py"]
