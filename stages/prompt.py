@@ -26,7 +26,10 @@ def fit(tokenizer, prompt: Prompt, dialogues: list[str]) -> tuple[list[str], lis
     unchanged, so they tokenize as they always did.
     """
     texts = build_all(prompt, dialogues)
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    # verbose=False here and below: measuring a prompt longer than the model takes is the point,
+    # and the tokenizer's "longer than the specified maximum ... indexing errors" warning would
+    # tell users of a problem that this function is about to remove.
+    lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
     fitted, cut = [], []
     for dialogue, text, length in zip(dialogues, texts, lengths):
         too_long = length > prompt.max_source_length
@@ -38,15 +41,16 @@ def fit(tokenizer, prompt: Prompt, dialogues: list[str]) -> tuple[list[str], lis
 def _cut(tokenizer, prompt: Prompt, dialogue: str, length: int) -> str:
     """The prompt around the longest start of ``dialogue`` (whole tokens) that fits."""
     limit = prompt.max_source_length
-    offsets = tokenizer(dialogue, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    offsets = tokenizer(dialogue, add_special_tokens=False, return_offsets_mapping=True,
+                        verbose=False)["offset_mapping"]
     keep = len(offsets) - (length - limit)
     while keep > 0:
         text = build(prompt, dialogue[:offsets[keep - 1][1]].rstrip())
-        length = len(tokenizer(text)["input_ids"])
+        length = len(tokenizer(text, verbose=False)["input_ids"])
         if length <= limit:
             return text
         keep -= length - limit  # a cut can join or split a token at the seam: try again shorter
-    empty = len(tokenizer(build(prompt, ""))["input_ids"])
+    empty = len(tokenizer(build(prompt, ""), verbose=False)["input_ids"])
     if empty <= limit:  # room for the template and not one token of dialogue
         return build(prompt, "")
     raise InputError(f"prompt.max_source_length: {limit} tokens cannot hold the template itself "

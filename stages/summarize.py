@@ -126,7 +126,7 @@ def load(adapter: Path, params: Params, merge: bool, dtype=None):
     with modeling.peft_quietly():
         model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
     if merge:
-        model = model.merge_and_unload()  # in fp32: the cast below rounds the sum once
+        model = modeling.merge_adapter(model)  # in fp32: the cast below rounds the sum once
     if dtype is not None:
         model = model.to(dtype)
     return model.eval(), modeling.load_tokenizer(folder)

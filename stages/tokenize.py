@@ -40,7 +40,7 @@ def tokenize_frame(frame: pd.DataFrame, tokenizer, template: Prompt, tokenizer_p
     def encode(batch: dict) -> dict:
         texts, cut = prompt.fit(tokenizer, template, batch["dialogue"])
         inputs = tokenizer(texts)["input_ids"]
-        targets = tokenizer(text_target=batch["summary"])["input_ids"]
+        targets = tokenizer(text_target=batch["summary"], verbose=False)["input_ids"]  # cut below
         return {
             "input_ids": inputs,
             "attention_mask": [[1] * len(ids) for ids in inputs],
