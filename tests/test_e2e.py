@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,15 @@ def test_metrics_diff_between_commits_shows_rouge_and_bleu(project, first_repro)
     assert "lora.r" in params
 
 
+def drawn(chart: dict, role: str) -> list[str]:
+    """The texts of one role (``title-text``, ``legend-label``, ...) of a chart as Vega draws it:
+    the curves' titles are worked out from their files' names when drawn, not written in the spec."""
+    import vl_convert
+
+    svg = vl_convert.vegalite_to_svg(chart)
+    return re.findall(rf'class="mark-text role-{role}"[^>]*>(?:<[^>]*>)*?<text[^>]*>([^<]*)', svg)
+
+
 def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_repro):
     shown = json.loads(dvc(project, "plots", "show", "--json").stdout)
     assert not shown.get("errors")
@@ -110,6 +120,11 @@ def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_re
     curves = {f"metrics/train_{v}/plots/metrics/{c}.tsv" for v in ("lora", "full")
               for c in ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")}
     assert set(specs) == {"loss", "metrics/scores_plot.json", *curves}  # nothing drawn twice
+    titles = {plot_id: drawn(spec[0]["content"], "title-text") for plot_id, spec in specs.items()}
+    assert all(len(t) == 1 and not re.search(r"/|\.tsv|\.json", t[0]) for t in titles.values()), titles
+    assert titles["metrics/train_lora/plots/metrics/eval/loss.tsv"] == ["LoRA: eval loss"]
+    assert titles["metrics/train_full/plots/metrics/train/grad_norm.tsv"] == ["full fine-tune: gradient norm"]
+    assert drawn(specs["loss"][0]["content"], "legend-label") == ["train", "eval"]
 
     rows = specs["loss"][0]["content"]["data"]["values"]  # LoRA's train and eval loss, one chart
     assert {r["filename"] for r in rows} == {"train/loss.tsv", "eval/loss.tsv"}  # DVC drops the common prefix
