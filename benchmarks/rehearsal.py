@@ -362,8 +362,8 @@ def run_timed(command: list[str], cwd: Path, env: dict, memory: GpuMemory, progr
 
 
 def stage_metrics(workdir: Path, metrics_dir: str) -> dict[str, dict]:
-    """Each stage's metrics files, as ``dvc.lock`` lists its outputs: the JSON files directly in
-    ``paths.metrics`` (DVCLive's own folder is left out), merged per stage."""
+    """Each stage's records (stages/records.py: every figure, not only the DVC metrics), as
+    ``dvc.lock`` lists its outputs: the JSON files in ``paths.metrics``/records, merged per stage."""
     from stages.params import read_yaml
 
     if not (workdir / "dvc.lock").is_file():
@@ -373,7 +373,7 @@ def stage_metrics(workdir: Path, metrics_dir: str) -> dict[str, dict]:
     for stage, entry in lock["stages"].items():
         for out in entry.get("outs", []):
             path = Path(out["path"])
-            if path.suffix == ".json" and path.parent == Path(metrics_dir) and (workdir / path).is_file():
+            if path.suffix == ".json" and path.parent == Path(metrics_dir) / "records" and (workdir / path).is_file():
                 data = json.loads((workdir / path).read_text())
                 if isinstance(data, dict):  # not a plot's rows
                     found.setdefault(stage, {}).update(data)
@@ -652,7 +652,7 @@ def run_fp32(workdir: Path, params: dict, env: dict, memory: GpuMemory, progress
     (workdir / "params_fp32.yaml").write_text(json.dumps(fp32_params))  # JSON is YAML
     run_timed([sys.executable, "-m", "stages.infer", "--variant", "lora", "--params", "params_fp32.yaml"],
               workdir, env, memory, progress, FP32_PHASE)
-    progress.outside[FP32_PHASE] = json.loads((workdir / fp32_paths.infer_metrics("lora")).read_text())
+    progress.outside[FP32_PHASE] = json.loads((workdir / fp32_paths.infer_record("lora")).read_text())
     progress.publish()
 
 
@@ -673,7 +673,7 @@ def run_scaling(workdir: Path, params: dict, processes: int, env: dict, memory: 
         run_timed([sys.executable, "-m", *module, "--params", f"params_scaling_{what}.yaml"], workdir, env, memory,
                   progress, phase)
         paths = Paths(**runs[what]["paths"])
-        metrics = paths.train_metrics("lora") if what == "train" else paths.infer_metrics("lora")
+        metrics = paths.train_record("lora") if what == "train" else paths.infer_record("lora")
         progress.outside[phase] = json.loads((workdir / metrics).read_text())
         if what == "infer":  # the same adapter and dialogues as DVC's run: the same greedy outputs?
             mine, dvcs = (read_predictions(workdir / Paths(**p["paths"]).predictions_file("lora"))

@@ -127,7 +127,7 @@ def cell(value: float | int | None, signed: bool = False) -> str:
 
 
 def score_table(scores: dict) -> str:
-    """Every metric of scores.json per variant (the human row as a column, the ceiling), and
+    """Every figure of the scores record (stages/records.py) per variant (the human row as a column, the ceiling), and
     LoRA's gain over base. After ROUGE-L shuffled, the row that tells reading from guessing:
     ROUGE-L own minus ROUGE-L against another dialogue's references."""
     variants = list(scores)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     # The run is the baseline: dvc.lock, metrics and plots committed on main, so an experiment
     # has something to be compared with and never overwrites results no commit holds.
     commit(workdir, "make demo: results of dvc repro")
-    scores = json.loads((workdir / Paths(**params["paths"]).scores()).read_text())
+    scores = json.loads((workdir / Paths(**params["paths"]).scores_record()).read_text())
     print(f"\nOffline demo finished in {time.perf_counter() - started:.0f} s ({workdir}):\n")
     print(score_table(scores))
     print(f"\nSide by side: {workdir / params['paths']['examples']}\n")

@@ -312,7 +312,7 @@ def build_report(repo: Repo, old: Revision, new: Revision, resamples: int | None
     resamples = settings.bootstrap_resamples if resamples is None else resamples
     seed = settings.bootstrap_seed if seed is None else seed
     examples = settings.examples if examples is None else examples
-    diff = metrics_diff(repo, old, new)
+    diff = metrics_diff(repo, old, new, paths)
     check_scores(diff, paths, old, new)
     old_side, new_side = load_side(repo, paths, old), load_side(repo, paths, new)
     short = {r.label: f" ({r.sha[:7]})" if r.sha else "" for r in (old, new)}

@@ -65,9 +65,27 @@ def params_diff(repo: Repo, old: Revision, new: Revision) -> dict[str, dict]:
     return {key: change for changes in result.get("diff", {}).values() for key, change in changes.items()}
 
 
-def metrics_diff(repo: Repo, old: Revision, new: Revision) -> dict[str, dict[str, dict]]:
-    """Every metric, changed or not: ``{file: {dotted key: {"old", "new"[, "diff"]}}}``."""
-    return repo.metrics.diff(a_rev=old.dvc_name, b_rev=new.dvc_name, all=True).get("diff", {})
+def metrics_diff(repo: Repo, old: Revision, new: Revision, paths: Paths) -> dict[str, dict[str, dict]]:
+    """Every figure, changed or not: ``{metrics file: {dotted key: {"old", "new"[, "diff"]}}}``.
+
+    Per DVC metrics file, the figures of its whole record (``stages/records.py``: the metrics
+    file holds the few people compare, the record all of them) where a revision has one, else
+    the metrics file's own (a revision committed before records existed). DVC's diff reads any
+    JSON file named as a target, declared as metrics or not."""
+    declared = repo.metrics.diff(a_rev=old.dvc_name, b_rev=new.dvc_name, all=True).get("diff", {})
+    records = {name: str(paths.record_of(name)) for name in declared}
+    whole = repo.metrics.diff(a_rev=old.dvc_name, b_rev=new.dvc_name, targets=list(records.values()),
+                              all=True).get("diff", {}) if records else {}
+    return {name: {key: _either(whole.get(records[name], {}).get(key, {}), changes.get(key, {}))
+                   for key in {**whole.get(records[name], {}), **changes}}
+            for name, changes in declared.items()}
+
+
+def _either(record: dict, metric: dict) -> dict:
+    """One figure's change, from the record where that side has one, else from the metrics file."""
+    sides = {side: record.get(side) if record.get(side) is not None else metric.get(side) for side in ("old", "new")}
+    numbers = [v for v in sides.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sides | ({"diff": sides["new"] - sides["old"]} if len(numbers) == 2 else {})
 
 
 def revision_params(repo: Repo, rev: Revision) -> tuple[Paths, Review]:

@@ -1,4 +1,4 @@
-"""card: ``{paths.models}/lora``, ``metrics/scores.json``, ``metrics/train_lora.json`` ->
+"""card: ``{paths.models}/lora``, ``metrics/records/{scores,train_lora}.json`` ->
 ``{paths.models}/lora-adapter``: the adapter as it ships, with its model card.
 
 Reads params ``paths``, ``model``, ``data``, ``lora``, ``train``, ``prompt``, ``generate``.
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         paths = params.paths
         adapter = paths.model_dir("lora")
         log.info("card params: model=%s data=%s lora=%s", params.model, params.data.hub_id, params.lora)
-        card = card_text(params, read_json(adapter / "adapter_config.json"), read_json(paths.scores()),
-                         read_json(paths.train_metrics("lora")), code_commit())
+        card = card_text(params, read_json(adapter / "adapter_config.json"), read_json(paths.scores_record()),
+                         read_json(paths.train_record("lora")), code_commit())
         publish(adapter, paths.published_adapter(), card)
 
     cli.run(body, PARAMS, args.params)

@@ -31,20 +31,37 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling
-from stages.atomic import atomic_path, write_json
+from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling, records
+from stages.atomic import atomic_path
 from stages.params import Params, Train, load_params
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "fingerprint.json"
 
 
+# T5's encoder and decoder blocks: FSDP's wrap unit, each block's weights gathered as it runs.
+FSDP_WRAP = ["T5Block"]
+
+
+def fsdp_config(train: Train) -> dict:
+    """How the full fine-tune shards over several processes (``full.fsdp``): PyTorch's FSDP2
+    (``fully_shard``, transformers 5's default; FSDP1 and its ``use_orig_params`` are deprecated
+    there), weights, gradients and AdamW state split across the processes, each T5 block gathered
+    whole while it computes. Checkpoints keep the full state dict, so a checkpoint and the saved
+    model load as one process's would. With FSDP, activation checkpointing is FSDP's own
+    (transformers' would gather every block's weights once more in the backward pass)."""
+    return {"transformer_layer_cls_to_wrap": FSDP_WRAP, "state_dict_type": "FULL_STATE_DICT",
+            "activation_checkpointing": train.gradient_checkpointing}
+
+
 def training_args(train: Train, learning_rate: float, output_dir: Path, seed: int, bf16: bool,
-                  report_to: list[str], dataloader_workers: int):
+                  report_to: list[str], dataloader_workers: int, fsdp: bool = False):
     import torch
     from transformers import Seq2SeqTrainingArguments
 
+    sharding = {"fsdp": True, "fsdp_config": fsdp_config(train)} if fsdp else {}
     return Seq2SeqTrainingArguments(
+        **sharding,
         output_dir=str(output_dir),
         learning_rate=learning_rate,
         max_steps=train.max_steps,
@@ -352,7 +369,8 @@ def run(variant: str, doc: str, argv: list[str] | None,
         if metrics is not None:
             metrics["versions"] = modeling.library_versions()
             metrics["params_sha256"] = cli.params_digest()  # of ``sections``, as read at the start
-            write_json(params.paths.train_metrics(variant), metrics)
+            records.write(params.paths.train_record(variant), metrics, params.paths.train_metrics(variant),
+                          records.TRAIN)
             log.info("trained %s: %s", variant, metrics)
 
     with held:  # released after cli.run has moved the outputs in place and cleared the checkpoints

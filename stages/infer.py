@@ -25,8 +25,8 @@ import time
 
 import pandas as pd
 
-from stages import cli, devices, launch, modeling, prompt, sources
-from stages.atomic import write_json, write_jsonl
+from stages import cli, devices, launch, modeling, prompt, records, sources
+from stages.atomic import write_jsonl
 from stages.params import Generate, load_params
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                 "devices": devices.in_use(),
                 "dtype": str(dtype).removeprefix("torch."),
                 "params_sha256": cli.params_digest()}  # of PARAMS as read
-        write_json(params.paths.infer_metrics(args.variant), cost)
+        records.write(params.paths.infer_record(args.variant), cost, params.paths.infer_metrics(args.variant),
+                      records.INFER)
         log.info("%s: %s", args.variant, cost)
 
     cli.run(body, PARAMS, args.params)

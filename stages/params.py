@@ -65,11 +65,18 @@ class Paths(_Section):
     def split_file(self, split: str) -> Path:
         return Path(self.split) / f"{split}.parquet"
 
-    def split_metrics(self) -> Path:
-        return Path(self.metrics) / "split.json"
+    # Records and metrics: every stage writes the whole record of its run to records/<name>.json
+    # (counts, every figure, the digest of its params, library versions); the few figures a
+    # person compares across revisions and experiments also go to <name>.json, which dvc.yaml
+    # declares as DVC metrics (`dvc metrics diff`, `dvc exp show`). stages/records.py says which.
+    def _record(self, name: str) -> Path:
+        return Path(self.metrics) / "records" / f"{name}.json"
 
-    def tokenize_metrics(self) -> Path:
-        return Path(self.metrics) / "tokenize.json"
+    def split_record(self) -> Path:
+        return self._record("split")
+
+    def tokenize_record(self) -> Path:
+        return self._record("tokenize")
 
     def model_dir(self, variant: str) -> Path:
         return Path(self.models) / variant
@@ -87,14 +94,27 @@ class Paths(_Section):
     def train_metrics(self, variant: str) -> Path:
         return Path(self.metrics) / f"train_{variant}.json"
 
+    def train_record(self, variant: str) -> Path:
+        return self._record(f"train_{variant}")
+
     def predictions_file(self, variant: str) -> Path:
         return Path(self.predictions) / f"{variant}.jsonl"
 
     def infer_metrics(self, variant: str) -> Path:
         return Path(self.metrics) / f"infer_{variant}.json"
 
+    def infer_record(self, variant: str) -> Path:
+        return self._record(f"infer_{variant}")
+
     def scores(self) -> Path:
         return Path(self.metrics) / "scores.json"
+
+    def scores_record(self) -> Path:
+        return self._record("scores")
+
+    def record_of(self, metrics_file: str | Path) -> Path:
+        """The whole record of which ``metrics_file`` (a DVC metrics file above) holds a part."""
+        return self._record(Path(metrics_file).stem)
 
     def scores_plot(self) -> Path:
         return Path(self.metrics) / "scores_plot.json"
@@ -148,9 +168,20 @@ class Split(_Section):
 
 
 class Prompt(_Section):
+    # Written in params.yaml as a list of lines, joined with newlines: a string holding newlines
+    # breaks the rows of `dvc exp show`'s table, a list prints on one line. A plain string works too.
     template: Text
     max_source_length: PosInt
     max_target_length: PosInt
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _lines(cls, template: object) -> object:
+        if isinstance(template, list) and template and all(isinstance(line, str) for line in template):
+            return "\n".join(template)
+        if isinstance(template, list):
+            raise ValueError("must be a string or a non-empty list of strings (lines)")
+        return template
 
     @field_validator("template")
     @classmethod

@@ -1,5 +1,5 @@
 """score: ``{paths.predictions}/<variant>.jsonl`` and ``{paths.split}/test.parquet`` ->
-``metrics/scores.json``, ``metrics/scores_plot.json``, ``{paths.examples}``, ``{paths.per_dialogue}``.
+``metrics/scores.json`` (and its record), ``metrics/scores_plot.json``, ``{paths.examples}``, ``{paths.per_dialogue}``.
 
 Reads params ``seed``, ``baselines``, ``paths``, ``score``, ``generate`` (``max_new_tokens``, for
 ``hit_max_tokens``); scores ``base``, ``lora`` and every baseline, and the ``human`` row. With
@@ -40,7 +40,7 @@ import json
 import logging
 from pathlib import Path
 
-from stages import cli, faithfulness
+from stages import cli, faithfulness, records
 from stages.atomic import after_commit, write_json, write_jsonl, write_text
 from stages.errors import DataError
 from stages.markdown import code_block, escape
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         ])
         write_text(paths.examples, examples_markdown(by_variant, params.score.examples))
         write_json(paths.scores_plot(), plot_rows(scores))
-        write_json(paths.scores(), scores)
+        records.write_scores(paths.scores_record(), paths.scores(), scores)
         if params.tracking.wandb:  # read, never declared: switching W&B on or off reruns nothing
             from stages import wandb_runs
 

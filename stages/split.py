@@ -1,4 +1,4 @@
-"""split: source data -> ``{paths.split}/{train,validation,test}.parquet`` + ``metrics/split.json``.
+"""split: source data -> ``{paths.split}/{train,validation,test}.parquet`` + ``metrics/records/split.json``.
 
 Reads params ``seed``, ``paths``, ``data``, ``split``.
 
@@ -8,7 +8,7 @@ one group and always land in the same split, so no test dialogue is ever trained
 fractions on its own, and topics rarer than ``min_topic_size`` are pooled into one stratum
 (DialogSum has thousands of one-off topics, which cannot be cut in three); a source without
 topics (``data.columns.topic: null``) is cut as one stratum, a plain seeded split, and
-``split.json`` says which (``stratified_by``). With ``strategy: source`` the source's own splits
+``records/split.json`` says which (``stratified_by``). With ``strategy: source`` the source's own splits
 are kept (DialogSum's official test set), to compare with published numbers.
 """
 
@@ -19,8 +19,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from stages import cli, sources
-from stages.atomic import atomic_path, write_json
+from stages import cli, records, sources
+from stages.atomic import atomic_path
 from stages.errors import DataError
 from stages.params import SPLITS, SplitFractions, load_params
 from stages.sources import dialogue_key
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 part = frame.loc[assignment == name, list(sources.COLUMNS)]
                 target = out / params.paths.split_file(name).name
                 part.reset_index(drop=True).to_parquet(target, index=False)
-        write_json(params.paths.split_metrics(), {
+        records.write(params.paths.split_record(), {
             **counts,
             "strategy": params.split.strategy,
             "stratified_by": stratified_by,

@@ -1,4 +1,4 @@
-"""tokenize: ``{paths.split}/{train,validation}.parquet`` -> ``{paths.tokenized}`` + ``metrics/tokenize.json``.
+"""tokenize: ``{paths.split}/{train,validation}.parquet`` -> ``{paths.tokenized}`` + ``metrics/records/tokenize.json``.
 
 Reads params ``paths``, ``model``, ``prompt``.
 
@@ -17,8 +17,8 @@ import logging
 
 import pandas as pd
 
-from stages import checksums, cli, modeling, prompt
-from stages.atomic import atomic_path, write_json
+from stages import checksums, cli, modeling, prompt, records
+from stages.atomic import atomic_path
 from stages.params import Prompt, load_params
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))
             checksums.write(out)  # train_lora and the baselines check the data before training on it
-        write_json(params.paths.tokenize_metrics(), {**metrics, "params_sha256": cli.params_digest()})
+        records.write(params.paths.tokenize_record(), {**metrics, "params_sha256": cli.params_digest()})
         log.info("tokenized: %s", metrics)
 
     cli.run(body, PARAMS, args.params)

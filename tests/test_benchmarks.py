@@ -301,7 +301,7 @@ def test_rehearsal_tiny_cut_then_rerun_without_git(tmp_path, monkeypatch, capsys
     assert train["mfu"] is None  # no bf16 peak for a CPU
     dtypes = {name: g["dtype"] for name, g in results["generation"].items()}
     assert len(dtypes) == 3 and set(dtypes.values()) == {"float32"}  # auto on CPU is fp32, and the fp32 run
-    split = json.loads((work / "metrics" / "split.json").read_text())
+    split = json.loads((work / "metrics" / "records" / "split.json").read_text())
     assert (split["train"]["rows"], split["validation"]["rows"]) == (160, 24)
     assert (split["test"]["rows"], split["test"]["dialogues"]) == (24, 8)  # three references each
     test = __import__("pandas").read_parquet(work / "data" / "split" / "test.parquet")

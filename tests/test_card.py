@@ -25,7 +25,7 @@ def test_the_built_adapter_ships_with_its_card(built_project):
     meta = YAML(typ="safe").load(text.split("---\n")[1])  # the hub's front matter
     config = json.loads((trained / "adapter_config.json").read_text())
     assert meta["base_model"] == config["base_model_name_or_path"] and meta["library_name"] == "peft"
-    scores = json.loads((built_project / paths.scores()).read_text())
+    scores = json.loads((built_project / paths.scores_record()).read_text())
     for variant in ("base", "lora", "human"):  # both protocols, and the faithfulness figures
         for key in ("rougeL", "rougeL_mean_ref", "invented_numbers"):
             assert f"{scores[variant][key]:.4f}" in text, (variant, key)

@@ -176,7 +176,8 @@ def test_the_demo_project_is_on_main_and_its_results_are_committed(tmp_path):
     assert git(workdir, "branch", "--show-current").strip() == "main"
     assert git(workdir, "log", "--format=%s").split("\n")[0] == "make demo: the project"
     (workdir / "metrics").mkdir()
-    (workdir / "metrics" / "scores.json").write_text("{}\n")  # what `dvc repro` writes, in short
+    (workdir / "metrics" / "records").mkdir(parents=True, exist_ok=True)
+    (workdir / "metrics" / "records" / "scores.json").write_text("{}\n")  # what `dvc repro` writes, in short
     commit(workdir, "make demo: results of dvc repro")
     commit(workdir, "nothing new: no commit")
     assert git(workdir, "log", "--format=%s").split("\n")[:2] == [

@@ -127,25 +127,27 @@ def test_outputs_and_data_inputs_are_the_paths_the_stages_use(stages, paths):
     def trained(variant: str) -> set[str]:
         log = paths.train_log(variant)  # DVCLive's folder: its summary and its curves
         return {str(paths.model_dir(variant)), f"{log}/metrics.json", f"{log}/plots/metrics",
-                str(paths.train_metrics(variant))}
+                str(paths.train_metrics(variant)), str(paths.train_record(variant))}
 
     assert outs("check_params") == {str(paths.params_check())} and not data("check_params")
     for name in set(stages) - {"check_params"}:  # every stage waits for the params check
         assert str(paths.params_check()) in stages[name]["deps"], name
-    assert outs("split") == {paths.split, str(paths.split_metrics())}
-    assert outs("tokenize") == {paths.tokenized, str(paths.tokenize_metrics())}
+    assert outs("split") == {paths.split, str(paths.split_record())}
+    assert outs("tokenize") == {paths.tokenized, str(paths.tokenize_record())}
     assert data("tokenize") == {str(paths.split_file("train")), str(paths.split_file("validation"))}
     for variant, name in [("lora", "train_lora"), *((b, f"train_baseline@{b}") for b in BASELINES)]:
         assert outs(name) == trained(variant) and data(name) == {paths.tokenized}
     for variant, name in [("base", "infer@base"), ("lora", "infer@lora"),
                           *((b, f"infer_baseline@{b}") for b in BASELINES)]:
-        assert outs(name) == {str(paths.predictions_file(variant)), str(paths.infer_metrics(variant))}
+        assert outs(name) == {str(paths.predictions_file(variant)), str(paths.infer_metrics(variant)),
+                              str(paths.infer_record(variant))}
         weights = set() if variant == "base" else {str(paths.model_dir(variant))}
         assert data(name) == {str(paths.split_file("test")), *weights}, name
-    assert outs("score") == {paths.per_dialogue, paths.examples, str(paths.scores_plot()), str(paths.scores())}
+    assert outs("score") == {paths.per_dialogue, paths.examples, str(paths.scores_plot()), str(paths.scores()),
+                             str(paths.scores_record())}
     assert data("score") == {paths.predictions, str(paths.split_file("test"))}
     assert outs("card") == {str(paths.published_adapter())}
-    assert data("card") == {str(paths.model_dir("lora")), str(paths.scores()), str(paths.train_metrics("lora"))}
+    assert data("card") == {str(paths.model_dir("lora")), str(paths.scores_record()), str(paths.train_record("lora"))}
 
 
 def test_no_path_is_written_literally_in_dvc_yaml():

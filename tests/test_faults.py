@@ -29,7 +29,7 @@ COST_KEYS = {"wall_time_s", "samples_per_second", "input_tokens_per_second", "pe
 
 
 def untimed_metrics(project: Path) -> dict:
-    metrics = json.loads((project / "metrics" / "train_lora.json").read_text())
+    metrics = json.loads((project / "metrics" / "records" / "train_lora.json").read_text())
     return {k: v for k, v in metrics.items() if k not in COST_KEYS}
 
 
@@ -119,15 +119,15 @@ def test_params_edited_during_training_record_nothing_then_resume_finishes(built
     result = dvc(project, "repro", "train_lora")
     assert "resuming from checkpoints/lora/checkpoint-20" in result.stdout + result.stderr
     assert_same_as_reference(project, built_project)
-    metrics = json.loads((project / "metrics" / "train_lora.json").read_text())
+    metrics = json.loads((project / "metrics" / "records" / "train_lora.json").read_text())
     assert metrics["steps"] == 20 and metrics["resumed_from_step"] == 20
-    reference = json.loads((built_project / "metrics/train_lora.json").read_text())
+    reference = json.loads((built_project / "metrics/records/train_lora.json").read_text())
     assert metrics["params_sha256"] == reference["params_sha256"]
     before, after = (lock_outputs(p) for p in (built_project, project))
     # train_lora.json: wall time and throughput. DVCLive's summary: same values, but a resumed run
     # replays the history from trainer_state.json, which the Trainer writes with sorted keys, so
     # the summary's keys come out in another order (stages/tracking.py could log them sorted).
-    timed = {"metrics/train_lora.json", "metrics/train_lora/metrics.json"}
+    timed = {"metrics/train_lora.json", "metrics/records/train_lora.json", "metrics/train_lora/metrics.json"}
     summary = "metrics/train_lora/metrics.json"
     assert json.loads((project / summary).read_text()) == json.loads((built_project / summary).read_text())
     assert {k: v for k, v in after.items() if k not in timed} == {k: v for k, v in before.items() if k not in timed}
@@ -139,7 +139,7 @@ def test_data_input_replaced_during_a_stage_records_nothing(built_project, tmp_p
 
     project = copy_project(built_project, tmp_path / "p")
     monkeypatch.chdir(project)
-    before = (project / "metrics/tokenize.json").read_bytes()
+    before = (project / "metrics/records/tokenize.json").read_bytes()
     original = tokenize.tokenize_frame
 
     def and_the_split_changes(frame, *args):
@@ -152,7 +152,7 @@ def test_data_input_replaced_during_a_stage_records_nothing(built_project, tmp_p
     with pytest.raises(SystemExit) as exit_:
         tokenize.main([])
     assert str(exit_.value.code).startswith("error: data/split/validation.parquet changed while the stage ran")
-    assert (project / "metrics/tokenize.json").read_bytes() == before
+    assert (project / "metrics/records/tokenize.json").read_bytes() == before
     assert not [p for p in (project / "data").iterdir() if ".tmp-" in p.name]
 
 

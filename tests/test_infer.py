@@ -74,7 +74,7 @@ def test_generate_bf16_setting_is_recorded_on_cpu(tmp_path, monkeypatch, tiny_mo
     infer_project(tmp_path, tiny_model, bf16=setting)
     monkeypatch.chdir(tmp_path)
     infer.main(["--variant", "base"])
-    metrics = json.loads((tmp_path / "metrics" / "infer_base.json").read_text())
+    metrics = json.loads((tmp_path / "metrics" / "records" / "infer_base.json").read_text())
     assert metrics["dtype"] == recorded  # auto: fp32 where there is no GPU with bf16
     assert metrics["devices"] == "cpu" and metrics["source_truncated"] == 0
     assert len((tmp_path / "data" / "predictions" / "base.jsonl").read_text().splitlines()) == 4
@@ -128,6 +128,6 @@ def test_truncated_test_dialogues_are_counted_and_keep_their_instruction(tmp_pat
     monkeypatch.setattr(infer, "generate",
                         lambda model, tok, texts, *a: fed.extend(texts) or real(model, tok, texts, *a))
     infer.main(["--variant", "base"])
-    metrics = json.loads((tmp_path / "metrics" / "infer_base.json").read_text())
+    metrics = json.loads((tmp_path / "metrics" / "records" / "infer_base.json").read_text())
     assert metrics["source_truncated"] == 4  # the sample's dialogues are all longer than 48 tokens
     assert len(fed) == 4 and all(text.endswith("\n\nSummary: ") for text in fed)

@@ -263,3 +263,20 @@ def test_commands_refuse_params_that_are_not_yaml_in_one_line(tmp_path: Path, mo
     assert exit_.value.code == f"error: {path}: {what}"
     assert "Traceback" not in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_no_params_value_holds_a_newline_and_the_template_is_the_recipes() -> None:
+    """`dvc exp show` prints each param in a table cell: a value with newlines breaks its row.
+    The template is written as its lines and joined back, into the recipe's prompt."""
+    def leaves(tree: object) -> list[object]:
+        if isinstance(tree, dict):
+            return [leaf for value in tree.values() for leaf in leaves(value)]
+        if isinstance(tree, list):
+            return [leaf for value in tree for leaf in leaves(value)]
+        return [tree]
+
+    for name in ("params.yaml", "demo/params.yaml"):
+        raw = read_yaml((ROOT / name).read_text(encoding="utf-8"))
+        assert not [v for v in leaves(raw) if isinstance(v, str) and "\n" in v], name
+    template = load_params(ROOT / "params.yaml").prompt.template
+    assert template == "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "

@@ -96,7 +96,7 @@ def test_queued_experiments_lease_different_devices_and_a_third_waits(built_proj
     used = {}
     for n in (4, 5, 6):
         rev = exp_ref(project, f"tokens-{n}")
-        used[n] = json.loads(git(project, "show", f"{rev}:metrics/infer_base.json"))["devices"]
+        used[n] = json.loads(git(project, "show", f"{rev}:metrics/records/infer_base.json"))["devices"]
     assert set(used.values()) <= {"slot-a", "slot-b"} and len(set(used.values())) == 2
     # `dvc exp show` reports each experiment beside its baseline, with its -S value
     shown = json.loads(dvc(project, "exp", "show", "--json").stdout)

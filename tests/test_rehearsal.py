@@ -140,10 +140,10 @@ def test_first_real_run_offline(tmp_path: Path) -> None:
     print(f"pin + dvc repro: {time.monotonic() - started:.0f} s")
 
     metrics = project / "metrics"
-    split = json.loads((metrics / "split.json").read_text())
+    split = json.loads((metrics / "records" / "split.json").read_text())
     assert split["source"] == f"{data['hub_id']}@{commit['data']}"
     assert split["strategy"] == params["split"]["strategy"]
-    assert json.loads((metrics / "train_lora.json").read_text())["model_revision"] == commit["model"]
+    assert json.loads((metrics / "records" / "train_lora.json").read_text())["model_revision"] == commit["model"]
     assert {"base", "lora"} <= set(json.loads((metrics / "scores.json").read_text()))
 
     seen = {Path(p).name for p in opened.read_text().splitlines()}

@@ -54,7 +54,7 @@ def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
     log = result.stdout + result.stderr
     step = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", log).group(1))
     assert step in (10, 20)
-    metrics = json.loads((crashed / "metrics" / "train_lora.json").read_text())
+    metrics = json.loads((crashed / "metrics" / "records" / "train_lora.json").read_text())
     assert metrics["resumed_from_step"] == step and metrics["steps"] == 30
     adapter = "models/lora/adapter_model.safetensors"
     assert (crashed / adapter).read_bytes() == (whole / adapter).read_bytes()
@@ -63,7 +63,8 @@ def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
 
 # Outputs that record how long things took: they cannot repeat bit for bit, by design.
 TIMED = {"metrics/train_lora.json", "metrics/train_lora/plots/metrics", "metrics/infer_base.json",
-         "metrics/infer_lora.json"}
+         "metrics/infer_lora.json", "metrics/records/train_lora.json", "metrics/records/infer_base.json",
+         "metrics/records/infer_lora.json"}
 COST_KEYS = {"wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
              "dialogues_per_second", "generated_tokens_per_second"}
 
@@ -101,7 +102,8 @@ def test_two_fresh_runs_give_identical_outputs(twin_runs):
     differing = {path for path in first if first[path] != second[path]}
     assert differing <= TIMED, f"outputs differ between identical runs: {differing - TIMED}"
     # The timed outputs agree on everything but time.
-    for name in ("train_lora.json", "infer_base.json", "infer_lora.json"):
+    for name in (f"{folder}{stage}.json" for folder in ("", "records/")
+                 for stage in ("train_lora", "infer_base", "infer_lora")):
         a, b = (json.loads((p / "metrics" / name).read_text()) for p in twin_runs)
         untimed = lambda m: {k: v for k, v in m.items() if k not in COST_KEYS}  # noqa: E731
         assert untimed(a) == untimed(b), name
@@ -112,7 +114,7 @@ def test_two_fresh_runs_give_identical_outputs(twin_runs):
 
 
 def test_lock_pins_model_and_library_versions(twin_runs):
-    metrics = json.loads((twin_runs[0] / "metrics" / "train_lora.json").read_text())
+    metrics = json.loads((twin_runs[0] / "metrics" / "records" / "train_lora.json").read_text())
     assert metrics["model_revision"].startswith("sha256:")
     assert set(metrics["versions"]) >= {"torch", "transformers", "peft", "datasets"}
 

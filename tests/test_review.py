@@ -50,7 +50,7 @@ def test_report_compares_the_workspace_with_a_revision(reviewed):
     recipe_r = read_yaml(git(project, "show", "HEAD:params.yaml"))["lora"]["r"]
     assert f"| `lora.r` | {recipe_r} | 8 |" in markdown
 
-    scores = json.loads((project / "metrics" / "scores.json").read_text())
+    scores = json.loads((project / "metrics" / "records" / "scores.json").read_text())
     for variant in VARIANTS:
         for name in SHOWN:
             assert re.search(rf"^\| {variant} \| {name} \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \| ", markdown, re.M), \

@@ -29,7 +29,7 @@ def test_two_process_training_matches_one_process(built_project, two_processes):
     # gradient accumulation in both.
     one, two = built_project, two_processes
     assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 8
-    m1, m2 = (json.loads((p / "metrics" / "train_lora.json").read_text()) for p in (one, two))
+    m1, m2 = (json.loads((p / "metrics" / "records" / "train_lora.json").read_text()) for p in (one, two))
     accumulation = load_params(one / "params.yaml").train.gradient_accumulation_steps
     assert m1["effective_batch_size"] == m2["effective_batch_size"] == 8 * accumulation
     assert m1["gradient_accumulation_steps"] == m2["gradient_accumulation_steps"] == accumulation
@@ -76,4 +76,5 @@ def test_two_process_inference_matches_one_process(built_project, tmp_path):
     rows1, rows2 = (read_jsonl(p / "data" / "predictions" / "base.jsonl") for p in (one, two))
     assert [r["id"] for r in rows2] == [r["id"] for r in rows1]
     assert [r["prediction"] for r in rows2] == [r["prediction"] for r in rows1]
-    assert json.loads((two / "metrics" / "infer_base.json").read_text())["processes"] == 2
+    assert json.loads((two / "metrics" / "records" / "infer_base.json").read_text())["processes"] == 2
+

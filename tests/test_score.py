@@ -152,6 +152,6 @@ def test_predictions_must_cover_the_test_split(tmp_path, monkeypatch):
     write_project(tmp_path / "whole", split, {"base": predicted, "lora": predicted})
     monkeypatch.chdir(tmp_path / "whole")
     score.main([])
-    scores = json.loads((tmp_path / "whole" / "metrics" / "scores.json").read_text())
+    scores = json.loads((tmp_path / "whole" / "metrics" / "records" / "scores.json").read_text())
     assert {v: s["dialogues"] for v, s in scores.items()} == {"base": 8, "lora": 8, HUMAN: 8}
     assert scores[HUMAN]["rouge_dialogues"] == 8

@@ -134,7 +134,7 @@ def test_main_writes_splits_and_metrics(tmp_path: Path, monkeypatch: pytest.Monk
     main(["--params", str(params)])
 
     parts = {name: pd.read_parquet(tmp_path / "data" / "split" / f"{name}.parquet") for name in SPLITS}
-    metrics = json.loads((tmp_path / "metrics" / "split.json").read_text(encoding="utf-8"))
+    metrics = json.loads((tmp_path / "metrics" / "records" / "split.json").read_text(encoding="utf-8"))
     assert metrics["source"] == str(tmp_path / "dialogs.jsonl")
     for name, part in parts.items():
         assert list(part.columns) == list(COLUMNS)
@@ -182,7 +182,7 @@ def test_main_without_topics_splits_plainly_and_says_so(tmp_path: Path,
     params = write_params(tmp_path, rows, topic=None)
     monkeypatch.chdir(tmp_path)
     main(["--params", str(params)])
-    metrics = json.loads((tmp_path / "metrics" / "split.json").read_text(encoding="utf-8"))
+    metrics = json.loads((tmp_path / "metrics" / "records" / "split.json").read_text(encoding="utf-8"))
     assert metrics["stratified_by"] == "nothing (data.columns.topic: null)"
     assert metrics["pooled_topics"] == 0
     assert [metrics[n]["dialogues"] for n in SPLITS] == [80, 10, 10]  # the fractions, exactly

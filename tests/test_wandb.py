@@ -103,7 +103,7 @@ def test_wandb_offline_score_run_read_back(built_project, tmp_path, monkeypatch)
                                                                             "dialogsum-test")
     params = load_params(project / "params.yaml").model_dump(mode="json")
     assert run["config"] == params  # the whole params file, tracking included
-    scores = json.loads((project / "metrics" / "scores.json").read_text())
+    scores = json.loads((project / "metrics" / "records" / "scores.json").read_text())
     for variant in ("base", "lora", "human"):
         assert run["summary"][f"test/{variant}/rougeL"] == scores[variant]["rougeL"]
     (table,) = (folder / "files" / "media" / "table").glob("examples_*.table.json")
