@@ -91,7 +91,7 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing and not fsdp,
         activation_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
         ddp_find_unused_parameters=False,  # every trained weight is used: skip DDP's graph search
         dataloader_num_workers=dataloader_workers,
@@ -205,8 +205,14 @@ def clear_checkpoints(folder: Path) -> None:
             shutil.rmtree(checkpoint)
 
 
+def sharded(params: Params, variant: str) -> bool:
+    """Whether ``variant`` trains under FSDP: the full fine-tune on several processes, with
+    ``full.fsdp``. LoRA's trained weights are 1 % of the model: data parallel suffices there."""
+    return variant == "full" and params.full.fsdp and launch.world_size() > 1
+
+
 def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpoints: Path,
-                 curves: Path | None):
+                 curves: Path | None, fsdp: bool = False):
     import datasets
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Seq2SeqTrainer
 
@@ -220,10 +226,17 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
         callbacks.append(tracking.LiveCurves(curves))
     data = datasets.load_from_disk(params.paths.tokenized)
     args = training_args(cfg, learning_rate, checkpoints, params.seed, bf16, report_to,
-                         params.runtime.dataloader_workers)
+                         params.runtime.dataloader_workers, fsdp)
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=8 if bf16 else None)
-    if cfg.auto_find_batch_size and args.device.type == "cuda":
+    if fsdp and args.device.type != "cuda":
+        # accelerate runs FSDP on GPUs only: on CPU the processes train data parallel, and the
+        # training record's `fsdp` says false.
+        log.warning("full.fsdp: FSDP needs GPUs; these %d CPU processes train data parallel", launch.world_size())
+    if fsdp and cfg.auto_find_batch_size:
+        # The probe runs the whole model on one GPU, which is what sharding avoids needing.
+        log.info("full.fsdp: no batch probe; the batch is train.batch_size x gradient_accumulation_steps")
+    elif cfg.auto_find_batch_size and args.device.type == "cuda":
         fits = batching.worst_case_probe(model, batching.worst_case(data["train"]), collator, args.device,
                                          bf16, cfg.gradient_checkpointing)
         args.per_device_train_batch_size, args.gradient_accumulation_steps = batching.settle(
@@ -242,9 +255,9 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
 
 
 def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
-        save: Callable[[object, Path], None]) -> dict | None:
-    """Train ``model``, ``save(trained_model, folder)`` its weights into ``{paths.models}/<variant>``
-    and return the training metrics (``None`` on ranks > 0)."""
+        save: Callable[[object, Path, dict | None], None]) -> dict | None:
+    """Train ``model``, ``save(trained_model, folder, state_dict or None)`` its weights into
+    ``{paths.models}/<variant>`` and return the training metrics (``None`` on ranks > 0)."""
     paths = params.paths
     checkpoints = checkpoint_folder(params, variant)
     if not launch.launched():  # with several processes, run() prepared them once, before launch
@@ -266,16 +279,20 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     curves = paths.train_log(variant) if launch.rank() == 0 else None
     if curves is not None:
         atomic.remove(curves)  # a crashed run's rows beyond its checkpoint
-    trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves)
+    fsdp = sharded(params, variant)
+    trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves, fsdp)
     started = time.perf_counter()
     output = finish(trainer, resume) if done else trainer.train(
         resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - started
+    # Sharded weights are gathered into one state dict by every process together, before the
+    # others leave; only the first saves it.
+    state = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
     if not trainer.is_world_process_zero():
         return None
 
     with atomic_path(paths.model_dir(variant)) as out:
-        save(trainer.model, out)
+        save(trainer.accelerator.unwrap_model(trainer.model), out, state)
         weights_mb = round(sum(f.stat().st_size for f in out.iterdir()) / 2**20, 3)
         checksums.write(out)  # last, so it covers every file the folder is moved in with
     # Checkpoints exist to survive a crash; once the weights are in place they have served.
@@ -326,6 +343,7 @@ def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: 
         "batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "effective_batch_size": effective,
+        "fsdp": bool(trainer.is_fsdp_enabled),  # weights and optimizer state sharded (full.fsdp)
         "devices": devices.in_use(),
         "best_eval_loss": state.best_metric,
         "best_step": int(best.rsplit("-", 1)[-1]) if best else None,

@@ -226,6 +226,7 @@ class Train(_Section):
 
 class Full(_Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+    fsdp: bool  # shard over train.processes > 1 (stages/finetune.py fsdp_config); else data parallel
 
 
 class Generate(_Section):

@@ -23,8 +23,9 @@ PARAMS = ("seed", "paths", "model", "full", "train")  # dvc.yaml's `params:`
 VARIANT = "full"
 
 
-def save_model(model, folder: Path) -> None:
-    model.save_pretrained(str(folder), safe_serialization=True)
+def save_model(model, folder: Path, state: dict | None = None) -> None:
+    """``state``: the gathered weights of a sharded (FSDP) run; else the model's own."""
+    model.save_pretrained(str(folder), safe_serialization=True, state_dict=state)
 
 
 def train(params: Params) -> dict | None:

@@ -1,4 +1,5 @@
-"""train_lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``.
+"""train_lora: ``{paths.tokenized}`` -> LoRA adapter ``{paths.models}/lora`` + ``metrics/train_lora.json``
+(and its record, ``metrics/records/train_lora.json``).
 
 Reads params ``seed``, ``paths``, ``model``, ``lora``, ``train`` (and, changing no output, ``runtime``, ``tracking``).
 
@@ -78,7 +79,7 @@ def train(params: Params) -> dict | None:
     log.info("LoRA: %d trainable of %d parameters (%.2f %%)", trainable, total, 100 * trainable / total)
     base = modeling.published_name(params.model)
     metrics = finetune.fit(params, VARIANT, model, tokenizer, params.train.learning_rate,
-                           lambda trained, folder: save_adapter(trained, folder, base))
+                           lambda trained, folder, _: save_adapter(trained, folder, base))
     return None if metrics is None else metrics | {"model_revision": resolved.pin}
 
 

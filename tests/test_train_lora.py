@@ -231,3 +231,31 @@ def test_quantized_bases_are_plumbed_and_refused_without_a_gpu(weights, tiny_mod
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match=f"^train.base_weights: {weights} needs a CUDA GPU"):
             modeling.load_model(tiny_model, weights=weights)
+
+
+def test_the_full_fine_tune_on_several_processes_is_sharded_by_t5_block(tiny_model, tmp_path, monkeypatch):
+    """``full.fsdp``: FSDP2 over the processes, a T5 block the wrap unit, full state dicts in the
+    checkpoints, FSDP's own activation checkpointing. accelerate runs FSDP on GPUs only, so on
+    CPU what is checked is the plumbing into the Trainer's FSDP plugin."""
+    from transformers.models.t5.modeling_t5 import T5Block
+
+    from stages.finetune import FSDP_WRAP, sharded, training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    params = load_params(ROOT / "params.yaml")
+    assert FSDP_WRAP == [T5Block.__name__] and params.full.fsdp
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not sharded(params, "full")  # one process: nothing to shard over
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert sharded(params, "full") and not sharded(params, "lora")
+    assert not sharded(params.model_copy(update={"full": params.full.model_copy(update={"fsdp": False})}), "full")
+    monkeypatch.delenv("WORLD_SIZE")  # the arguments themselves, built in this one process
+    cfg = params.train.model_copy(update={"gradient_checkpointing": True})
+    args = training_args(cfg, 1e-4, tmp_path, seed=0, bf16=False, report_to=[], dataloader_workers=0, fsdp=True)
+    plugin = args.fsdp_plugin_args
+    assert plugin["fsdp_version"] == 2 and plugin["transformer_cls_names_to_wrap"] == "T5Block"
+    assert plugin["state_dict_type"] == "FULL_STATE_DICT" and plugin["activation_checkpointing"] is True
+    assert not args.activation_checkpointing  # FSDP's own, not the Trainer's too
+    plain = training_args(cfg, 1e-4, tmp_path, seed=0, bf16=False, report_to=[], dataloader_workers=0)
+    assert plain.fsdp_plugin_args is None and plain.activation_checkpointing
