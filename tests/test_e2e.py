@@ -56,7 +56,8 @@ def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_rep
                                                     "rougeL_mean_ref", *FAITHFULNESS))
         assert variant["rougeL_mean_ref"] <= variant["rougeL"]  # the mean of the references, and the best
     assert len({s["dialogues"] for s in scores.values()}) == 1  # every variant on the whole test split
-    lora, full = (json.loads((project / "metrics" / "records" / f"train_{v}.json").read_text()) for v in ("lora", "full"))
+    lora, full = (json.loads((project / "metrics" / "records" / f"train_{v}.json").read_text())
+                  for v in ("lora", "full"))
     for train in (lora, full):
         assert train["steps"] == 20 and train["best_step"] in (10, 20)
         assert train["wall_time_s"] > 0 and train["input_tokens_per_second"] > 0 and train["weights_mb"] > 0
