@@ -188,3 +188,17 @@ def test_the_demo_project_is_on_main_and_its_results_are_committed(tmp_path):
     steps = NEXT_STEPS.format(workdir="demo-run", venv="../.venv")
     assert [line.split("#")[0].strip() for line in steps.splitlines()[2:]] == [
         "dvc exp run -S lora.r=8", "dvc metrics diff main", "python -m review.report"]
+
+
+def test_the_readmes_demo_numbers_are_the_recorded_runs():
+    """README.md's demo tables are rendered from demo/recorded/ (what `make demo` printed, once
+    per thread count), and those runs were made with today's demo params."""
+    from demo import readme
+
+    runs = readme.load_records()
+    assert [r["threads"] for r in runs] == [1, 2]  # the spread between thread counts is shown
+    assert all(r["params_sha256"] == readme.params_digest() for r in runs), \
+        "the demo's params changed since its runs were recorded: python -m demo.readme record"
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.rewrite(text, runs) == text, "README.md's demo block is stale: python -m demo.readme write"
+    assert readme.block(runs) in text
