@@ -24,6 +24,14 @@ SHAPES = ("tiny", "base")
 BASE_SHAPE = dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
                   feed_forward_proj="gated-gelu", vocab_size=32128, tie_word_embeddings=False,
                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+# The other flan-T5 sizes' config.json, as BASE_SHAPE: what differs from base.
+SIZES = {
+    "small": BASE_SHAPE | dict(d_model=512, d_ff=1024, num_layers=8, num_decoder_layers=8, num_heads=6),
+    "base": BASE_SHAPE,
+    "large": BASE_SHAPE | dict(d_model=1024, d_ff=2816, num_layers=24, num_decoder_layers=24, num_heads=16),
+    "xl": BASE_SHAPE | dict(d_model=2048, d_ff=5120, num_layers=24, num_decoder_layers=24, num_heads=32),
+    "xxl": BASE_SHAPE | dict(d_model=4096, d_ff=10240, num_layers=24, num_decoder_layers=24, num_heads=64),
+}
 SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5's vocabulary
 
 
@@ -76,8 +84,9 @@ def tokenized_examples(tokenizer, template, n: int, seed: int) -> list[dict]:
     return dataset.to_list()  # rows of input_ids, attention_mask, labels, length
 
 
-def base_shape_model(seed: int, device: str | None = None):
-    """A random-initialised T5 of flan-t5-base's exact shape: 247,577,856 parameters.
+def base_shape_model(seed: int, device: str | None = None, size: str = "base"):
+    """A random-initialised T5 of flan-t5-base's exact shape (247,577,856 parameters), or of
+    another flan-T5 size's (``SIZES``).
 
     ``device="meta"`` builds it without memory or init time (for counting parameters).
     """
@@ -86,7 +95,7 @@ def base_shape_model(seed: int, device: str | None = None):
 
     torch.manual_seed(seed)
     with torch.device(device or "cpu"):
-        model = T5ForConditionalGeneration(T5Config(**BASE_SHAPE))
+        model = T5ForConditionalGeneration(T5Config(**SIZES[size]))
         # transformers 5 forces T5Config.tie_word_embeddings to True and ties lm_head to the input
         # embedding whatever the config says; flan-t5's checkpoint has its own lm_head (loading
         # it unties them), so untie here. N(0, d_model^-0.5) keeps the initial loss near ln(V)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -334,3 +335,33 @@ def test_faithfulness_benchmark_times_the_score_stages_new_work(capsys):
     assert out.startswith("4 dialogues x 3 references (12 rows), best of 1:")
     for what in ("faithfulness", "human row", "one variant", "added"):
         assert f"| {what} | " in out
+
+
+def test_sizes_benchmark_tiny_measures_each_setting_and_skips_kbit_without_bitsandbytes(tmp_path, capsys):
+    """The sizes table's script on CPU: each setting loads, trains and generates as the stages
+    do; int8/int4 need bitsandbytes and a GPU, reported as skipped rather than failed."""
+    from importlib.util import find_spec
+
+    from benchmarks import sizes
+
+    sizes.main(["--tiny", "--settings", "fp32,bf16+ckpt,int4+ckpt", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "sizes-tiny.json").read_text())
+    fp32, bf16, int4 = results["settings"]
+    for r in (fp32, bf16):
+        assert r["train_peak_mb"] > 0 and r["generate_bf16_peak_mb"] > 0 and math.isfinite(r["last_loss"])
+    assert bf16["gradient_checkpointing"] and not fp32["gradient_checkpointing"]
+    if find_spec("bitsandbytes") is None:
+        assert int4 == {"setting": "int4+ckpt", "skipped": "bitsandbytes is not installed"}
+    assert "| int4+ckpt | skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sizes.main(["--tiny", "--settings", "fp16"])
+
+
+def test_the_size_shapes_are_flan_t5s_parameter_counts():
+    """benchmarks/synthetic.py SIZES against the parameter counts the README's sizes table uses."""
+    from benchmarks.synthetic import base_shape_model
+
+    counts = {size: sum(p.numel() for p in base_shape_model(0, "meta", size).parameters())
+              for size in ("small", "base", "large", "xl", "xxl")}
+    assert counts == {"small": 76_961_152, "base": 247_577_856, "large": 783_150_080, "xl": 2_849_757_184,
+                      "xxl": 11_135_332_352}
