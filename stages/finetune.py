@@ -205,10 +205,11 @@ def clear_checkpoints(folder: Path) -> None:
             shutil.rmtree(checkpoint)
 
 
-def sharded(params: Params, variant: str) -> bool:
-    """Whether ``variant`` trains under FSDP: the full fine-tune on several processes, with
-    ``full.fsdp``. LoRA's trained weights are 1 % of the model: data parallel suffices there."""
-    return variant == "full" and params.full.fsdp and launch.world_size() > 1
+def sharded(fsdp: bool) -> bool:
+    """Whether a fine-tune asking for FSDP (the full fine-tune's ``full.fsdp``; LoRA's trained
+    weights are 1 % of the model, data parallel suffices there) trains under it: with several
+    processes only."""
+    return fsdp and launch.world_size() > 1
 
 
 def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpoints: Path,
@@ -255,7 +256,7 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
 
 
 def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
-        save: Callable[[object, Path, dict | None], None]) -> dict | None:
+        save: Callable[[object, Path, dict | None], None], fsdp: bool = False) -> dict | None:
     """Train ``model``, ``save(trained_model, folder, state_dict or None)`` its weights into
     ``{paths.models}/<variant>`` and return the training metrics (``None`` on ranks > 0)."""
     paths = params.paths
@@ -279,7 +280,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     curves = paths.train_log(variant) if launch.rank() == 0 else None
     if curves is not None:
         atomic.remove(curves)  # a crashed run's rows beyond its checkpoint
-    fsdp = sharded(params, variant)
+    fsdp = sharded(fsdp)
     trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves, fsdp)
     started = time.perf_counter()
     output = finish(trainer, resume) if done else trainer.train(

@@ -38,7 +38,8 @@ def train(params: Params) -> dict | None:
     model.accepts_loss_kwargs = False  # see stages/train_lora.py: T5 ignores num_items_in_batch
     torch.manual_seed(params.seed)
     log.info("full fine-tune: %d trainable parameters", sum(p.numel() for p in model.parameters()))
-    metrics = finetune.fit(params, VARIANT, model, tokenizer, params.full.learning_rate, save_model)
+    metrics = finetune.fit(params, VARIANT, model, tokenizer, params.full.learning_rate, save_model,
+                           fsdp=params.full.fsdp)
     return None if metrics is None else metrics | {"model_revision": resolved.pin}
 
 

@@ -88,13 +88,16 @@ def test_adapter_bytes_do_not_depend_on_the_cache_folder(tiny_model, tmp_path):
     was loaded from: trained from two cache folders, its files are byte-identical, and another
     machine can find the base model from its config and card."""
     import shutil
+    import warnings
 
     hub_id, revision = "google/flan-t5-base", "7bcac572ce56db69c1ea7c8af255c5d7c9672fc2"
     saved = []
     for cache in ("cache-a", "cache-b"):
         snapshot = shutil.copytree(tiny_model, tmp_path / cache / "snapshots" / revision)
-        save_adapter(add_lora(modeling.load_model(snapshot), LORA, seed=0), tmp_path / f"out-{cache}",
-                     (hub_id, revision))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # saving asks the hub nothing (peft would, for the embeddings)
+            save_adapter(add_lora(modeling.load_model(snapshot), LORA, seed=0), tmp_path / f"out-{cache}",
+                         (hub_id, revision))
         saved.append({p.name: p.read_bytes() for p in sorted((tmp_path / f"out-{cache}").iterdir())})
     assert saved[0] == saved[1]
     config = json.loads(saved[0]["adapter_config.json"])
@@ -246,10 +249,9 @@ def test_the_full_fine_tune_on_several_processes_is_sharded_by_t5_block(tiny_mod
     params = load_params(ROOT / "params.yaml")
     assert FSDP_WRAP == [T5Block.__name__] and params.full.fsdp
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert not sharded(params, "full")  # one process: nothing to shard over
+    assert not sharded(True)  # one process: nothing to shard over
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert sharded(params, "full") and not sharded(params, "lora")
-    assert not sharded(params.model_copy(update={"full": params.full.model_copy(update={"fsdp": False})}), "full")
+    assert sharded(True) and not sharded(False)
     monkeypatch.delenv("WORLD_SIZE")  # the arguments themselves, built in this one process
     cfg = params.train.model_copy(update={"gradient_checkpointing": True})
     args = training_args(cfg, 1e-4, tmp_path, seed=0, bf16=False, report_to=[], dataloader_workers=0, fsdp=True)
