@@ -55,7 +55,10 @@ def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None
             config.base_model_name_or_path, config.revision = name, revision
         original = model.get_base_model()
         original.config._name_or_path = original.name_or_path = name  # what peft's card names
-    model.save_pretrained(str(folder), safe_serialization=True)
+    # save_embedding_layers=False: LoRA here never touches the embeddings, and peft's "auto"
+    # asks the hub whether the base model's config exists (a request, or offline a warning
+    # that it "will assume that the vocabulary was not modified") to decide whether to save them.
+    model.save_pretrained(str(folder), safe_serialization=True, save_embedding_layers=False)
     # peft keeps target_modules as a set and writes it in hash order, which Python randomises
     # per process: identical runs would write different adapter configs.
     config = folder / "adapter_config.json"

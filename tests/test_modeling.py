@@ -150,10 +150,14 @@ def test_a_head_of_its_own_loads_as_its_own_without_a_warning(tiny_model, tmp_pa
     config = json.loads((own / "config.json").read_text())
     (own / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
 
+    from transformers.utils import logging as transformers_logging
+
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
     logging.getLogger("transformers").addHandler(handler)
+    verbosity = transformers_logging.get_verbosity()  # another test in this process may have lowered it
+    transformers_logging.set_verbosity_warning()
     try:
         AutoModelForSeq2SeqLM.from_pretrained(own)  # without the filter: transformers warns
         assert any("NOT tie" in line for line in records), "transformers no longer warns: drop _own_head_quietly"
@@ -167,6 +171,7 @@ def test_a_head_of_its_own_loads_as_its_own_without_a_warning(tiny_model, tmp_pa
             merged = modeling.load_variant(own, "lora", tmp_path / "lora", merge=True)
     finally:
         logging.getLogger("transformers").removeHandler(handler)
+        transformers_logging.set_verbosity(verbosity)
     assert records == []
     assert [str(w.message) for w in caught] == []
     for m in (modeling.load_model(own), merged):
@@ -179,6 +184,8 @@ def test_measuring_a_prompt_longer_than_the_model_takes_warns_nothing(tiny_model
     specified maximum sequence length" warning would report what fit is about to fix."""
     import logging
 
+    from transformers.utils import logging as transformers_logging
+
     from stages import prompt
     from stages.params import Prompt
 
@@ -188,11 +195,19 @@ def test_measuring_a_prompt_longer_than_the_model_takes_warns_nothing(tiny_model
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
     logging.getLogger("transformers").addHandler(handler)
+    verbosity = transformers_logging.get_verbosity()  # another test in this process may have lowered it
+    transformers_logging.set_verbosity_warning()
     try:
+        tokenizer(["word " * 40])  # the warning this test would see, once per tokenizer: not here
+        assert records, "the tokenizer no longer warns of long inputs: the verbose=False calls can go"
+        records.clear()
+        tokenizer = modeling.load_tokenizer(tiny_model)
+        tokenizer.model_max_length = 32
         fitted, cut = prompt.fit(tokenizer, Prompt(template="Summarize: {dialogue} Summary: ",
                                                    max_source_length=32, max_target_length=16),
                                  ["#Person1#: " + "we should meet at seven tomorrow. " * 20])
     finally:
         logging.getLogger("transformers").removeHandler(handler)
+        transformers_logging.set_verbosity(verbosity)
     assert cut == [True] and len(tokenizer(fitted[0])["input_ids"]) <= 32
     assert records == []
