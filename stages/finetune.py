@@ -47,11 +47,13 @@ def fsdp_config(train: Train) -> dict:
     """How the full fine-tune shards over several processes (``full.fsdp``): PyTorch's FSDP2
     (``fully_shard``, transformers 5's default; FSDP1 and its ``use_orig_params`` are deprecated
     there), weights, gradients and AdamW state split across the processes, each T5 block gathered
-    whole while it computes. Checkpoints keep the full state dict, so a checkpoint and the saved
-    model load as one process's would. With FSDP, activation checkpointing is FSDP's own
-    (transformers' would gather every block's weights once more in the backward pass)."""
-    return {"transformer_layer_cls_to_wrap": FSDP_WRAP, "state_dict_type": "FULL_STATE_DICT",
-            "activation_checkpointing": train.gradient_checkpointing}
+    whole while it computes. Checkpoints keep the full state dict (``optimizer.bin`` and
+    ``pytorch_model_fsdp.bin`` beside the weights: ``check_checkpoint`` knows them), so a run
+    resumes as one process's would. Activation checkpointing stays the Trainer's, not FSDP's:
+    accelerate wraps blocks with ``preserve_rng_state=False``, so with T5's dropout the recomputed
+    forward would draw other masks than the one the loss came from; the Trainer's costs one more
+    gather of each block's weights in the backward pass, and computes the right gradients."""
+    return {"transformer_layer_cls_to_wrap": FSDP_WRAP, "state_dict_type": "FULL_STATE_DICT"}
 
 
 def training_args(train: Train, learning_rate: float, output_dir: Path, seed: int, bf16: bool,
@@ -91,7 +93,7 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=train.gradient_checkpointing and not fsdp,
+        activation_checkpointing=train.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
         ddp_find_unused_parameters=False,  # every trained weight is used: skip DDP's graph search
         dataloader_num_workers=dataloader_workers,
@@ -187,7 +189,10 @@ def check_checkpoint(checkpoint: Path, max_steps: int) -> str | None:
     weights = sorted(checkpoint.glob("*.safetensors"))
     if not weights:
         return "no weights (*.safetensors)"
-    for name in [*weights, checkpoint / "optimizer.pt", checkpoint / "scheduler.pt"]:
+    # Under FSDP the Trainer saves the optimizer (and the model once more) through accelerate:
+    # optimizer.bin and pytorch_model_fsdp.bin instead of optimizer.pt.
+    optimizer = checkpoint / "optimizer.bin" if (checkpoint / "optimizer.bin").exists() else checkpoint / "optimizer.pt"
+    for name in [*weights, *sorted(checkpoint.glob("pytorch_model_fsdp*.bin")), optimizer, checkpoint / "scheduler.pt"]:
         try:
             if name.suffix == ".safetensors":
                 load_file(str(name), device="cpu")
@@ -362,7 +367,8 @@ def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: 
 def run(variant: str, doc: str, argv: list[str] | None,
         train: Callable[[Params], dict | None], sections: tuple[str, ...]) -> None:
     """A fine-tuning stage's command line: read params, relaunch under torchrun when
-    ``train.processes > 1``, train, and write ``{paths.metrics}/train_<variant>.json``."""
+    ``train.processes > 1``, train, and write ``{paths.metrics}/train_<variant>.json`` and its
+    record (``stages/records.py``)."""
     args = cli.parser(doc).parse_args(argv)
     held = ExitStack()  # the checkpoint folder's lock, held until the outputs are in place
 
