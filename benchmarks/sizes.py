@@ -15,8 +15,8 @@ the worst case, as the batch probe uses), under bf16 autocast with AdamW on the 
 and records the peak GPU memory allocated (``torch.cuda.max_memory_allocated``: weights,
 training state and activations) and seconds per step. Then the adapter is merged in fp32 and the
 model cast to bf16, as the infer stage does, and one batch generates 64 new tokens: its peak too.
-int8 and int4 need bitsandbytes (not a dependency of this project: ``pip install bitsandbytes``);
-without it those settings are reported as skipped, not failed.
+int8 and int4 need a CUDA GPU and bitsandbytes (not a dependency of this project: ``pip install
+bitsandbytes``); without them those settings are reported as skipped, not failed.
 
 Writes ``<out>/sizes-<size>.{md,json}`` (``sizes-tiny.*`` with ``--tiny``) after every setting, so a
 run cut short keeps what it measured.
@@ -66,6 +66,8 @@ def measure(folder: Path, setting: str, steps: int, batch: int, device: str) -> 
     from stages.train_lora import add_lora
 
     weights, ckpt = parse_setting(setting)
+    if weights in ("int8", "int4") and device != "cuda":
+        return {"setting": setting, "skipped": "k-bit weights need a CUDA GPU"}
     if weights in ("int8", "int4") and find_spec("bitsandbytes") is None:
         return {"setting": setting, "skipped": "bitsandbytes is not installed"}
     params = load_params()
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from stages.params import load_params
 
+    if args.steps < 1 or args.batch < 1:
+        parser.error("--steps and --batch: at least 1")
     settings = args.settings.split(",")
     try:
         for setting in settings:
