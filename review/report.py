@@ -8,8 +8,9 @@ verdict line (which scores moved beyond their 95 % interval between the revision
 
 1. params that changed, and every variant's scores (ROUGE-1/2/L/Lsum, BLEU, ROUGE as the mean of
    the references, what the summaries invent, length; and the human row) with the cost of
-   training and inference (``metrics/train_<variant>.json``, ``metrics/infer_<variant>.json``): old, new,
-   absolute and relative change, from DVC's own params and metrics diffs; unchanged rows folded,
+   training and inference: old, new, absolute and relative change, from DVC's params diff and
+   its diff of each stage's whole record (``metrics/records/``, ``stages/records.py``; a revision
+   without records: its metrics files, ``review.revisions.metrics_diff``); unchanged rows folded,
    cost figures that depend on the machine's load flagged;
 2. significance by paired bootstrap over test dialogues (``review/bootstrap.py``) of ROUGE, BLEU
    and the invented numbers, names, speakers and novel bigrams: every variant against base in the

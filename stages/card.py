@@ -9,7 +9,7 @@ hub's model card format (YAML front matter, then Markdown) in place of peft's te
 is written by a stage, after scoring, so it always states the scores of the adapter beside it:
 base model and revision, data set and revision, the LoRA and training settings, the test scores
 under both protocols (best of a dialogue's references; mean over them), the faithfulness figures
-where scores.json has them, the commit of the code, and how to load it.
+where the scores record has them, the commit of the code, and how to load it.
 
 The adapter's files are copied, not rewritten, and the manifest is checked on the copy: the card
 is the one file ``SHA256SUMS`` leaves out (``stages/checksums.py``), so whoever publishes the

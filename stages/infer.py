@@ -13,7 +13,7 @@ gathered back in order; greedy outputs are the same as from one process.
 
 ``generate.bf16`` casts the weights (the adapter merged first) to bf16 where the GPU has it
 (``auto``): about half the memory traffic of fp32 per generated token, which is what decoding is
-bound by. The dtype used is recorded in the metrics.
+bound by. The dtype used is recorded in the stage's record (``metrics/records/infer_<variant>.json``).
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ summaries side by side also go to a W&B run (``stages/wandb_runs.py``).
 Every variant's predictions must cover the test split, each dialogue once: a file that misses
 dialogues (or predicts others) is refused, naming it and what is missing, and nothing is written.
 
-``scores.json`` holds, per variant, ROUGE-1/2/L/Lsum (0-1, the best of a dialogue's references),
-BLEU (sacrebleu's 0-100), ``rougeL_shuffled``, ROUGE-1/2/L as the mean over the references
-(``rouge1_mean_ref`` ...: the protocol of scoring every (dialogue, reference) row), the
+The scores record (``metrics/records/scores.json``; ``scores.json``, the DVC metrics, holds the
+figures people compare of it: ``stages/records.py``) has, per variant, ROUGE-1/2/L/Lsum (0-1,
+the best of a dialogue's references), BLEU (sacrebleu's 0-100), ``rougeL_shuffled``, ROUGE-1/2/L
+as the mean over the references (``rouge1_mean_ref`` ...: the protocol of scoring every (dialogue, reference) row), the
 faithfulness figures (``invented_numbers``, ``invented_names``, ``speaker_errors``,
 ``novel_bigrams``, ``repeated_trigrams``: shares of summaries, ``stages/faithfulness.py``), the mean
 generated length, ``hit_max_tokens`` and ``dialogues``, the number of test dialogues scored.
