@@ -20,6 +20,7 @@ weights, no extra step. Once the weights are in place the checkpoints are remove
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling, records
@@ -288,8 +289,9 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     fsdp = sharded(fsdp)
     trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves, fsdp)
     started = time.perf_counter()
-    output = finish(trainer, resume) if done else trainer.train(
-        resume_from_checkpoint=str(resume) if resume else None)
+    with tied_copies_quietly(model):
+        output = finish(trainer, resume) if done else trainer.train(
+            resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - started
     # Sharded weights are gathered into one state dict by every process together, before the
     # others leave; only the first saves it.
@@ -306,6 +308,43 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Not before: a stage refused at the end (stages.guard) must still be able to resume.
     atomic.after_commit(lambda: clear_checkpoints(checkpoints))
     return cost_metrics(trainer, output, wall, resume, weights_mb)
+
+
+MISSING_KEYS = "There were missing keys in the checkpoint model loaded: "
+
+
+class _TiedCopiesFilter(logging.Filter):
+    def __init__(self, tied: set[str]):
+        super().__init__()
+        self.tied = tied
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(MISSING_KEYS):
+            return True
+        try:
+            missing = set(ast.literal_eval(message.removeprefix(MISSING_KEYS).rstrip(".")))
+        except (ValueError, SyntaxError):
+            return True
+        return not missing <= self.tied
+
+
+@contextmanager
+def tied_copies_quietly(model):
+    """Train without the Trainer's "There were missing keys in the checkpoint model loaded:
+    [encoder.embed_tokens.weight, ...]" when it loads the best checkpoint of a full fine-tune:
+    safetensors stores a tied weight once, so T5's embedding copies (tied to ``shared``) are
+    "missing" from every checkpoint, and ``load_state_dict`` leaves them tied to the weight it
+    loaded. The Trainer only recognises that through ``_keys_to_ignore_on_save``, which T5 leaves
+    empty. The line is dropped only when every missing key is such a copy; any other missing key
+    still warns (tests/test_train_lora.py)."""
+    logger = logging.getLogger("transformers.trainer")
+    quiet = _TiedCopiesFilter(set(getattr(model, "all_tied_weights_keys", None) or {}))
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def finish(trainer, checkpoint: Path):
