@@ -71,8 +71,9 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
                         datefmt="%H:%M:%S")
     # rouge-score logs "Using default tokenizer." through absl at every scorer it builds.
     logging.getLogger("absl").setLevel(logging.WARNING)
-    # datasets logs "JAX version ... available." at import wherever JAX is installed (GPU images).
-    logging.getLogger("datasets.config").setLevel(logging.WARNING)
+    # datasets logs "JAX version ... available." (through its library logger, "datasets") while
+    # it is imported, before it sets that logger to its default, WARNING: set it first.
+    logging.getLogger("datasets").setLevel(logging.WARNING)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _on_signal)

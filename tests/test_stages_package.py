@@ -41,3 +41,23 @@ def test_rouge_scores_without_absl_info_lines():
             "cli.run(body)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "Using default tokenizer" not in out.stderr, out.stderr
+
+
+def test_datasets_says_nothing_of_jax_where_jax_is_installed(tmp_path):
+    """GPU images often carry JAX; datasets then logs "JAX version ... available." at INFO while
+    it is imported, which the stages' INFO logging would print in every stage that imports it."""
+    for name in ("jax", "jaxlib"):  # just enough of an installed JAX for datasets to find it
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+        info = tmp_path / f"{name}-0.4.30.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.4.30\n")
+    code = ("from stages import cli\n"
+            "def body():\n"
+            "    import datasets, logging\n"
+            "    logging.getLogger('stages').info('datasets %s imported', datasets.__version__)\n"
+            "cli.run(body)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+    assert "datasets" in out.stderr and "imported" in out.stderr, out.stderr  # INFO lines are shown
+    assert "JAX version" not in out.stderr, out.stderr
