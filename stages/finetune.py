@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling, records
@@ -313,23 +313,6 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
 MISSING_KEYS = "There were missing keys in the checkpoint model loaded: "
 
 
-class _TiedCopiesFilter(logging.Filter):
-    def __init__(self, tied: set[str]):
-        super().__init__()
-        self.tied = tied
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not message.startswith(MISSING_KEYS):
-            return True
-        try:
-            missing = set(ast.literal_eval(message.removeprefix(MISSING_KEYS).rstrip(".")))
-        except (ValueError, SyntaxError):
-            return True
-        return not missing <= self.tied
-
-
-@contextmanager
 def tied_copies_quietly(model):
     """Train without the Trainer's "There were missing keys in the checkpoint model loaded:
     [encoder.embed_tokens.weight, ...]" when it loads the best checkpoint of a full fine-tune:
@@ -338,13 +321,17 @@ def tied_copies_quietly(model):
     loaded. The Trainer only recognises that through ``_keys_to_ignore_on_save``, which T5 leaves
     empty. The line is dropped only when every missing key is such a copy; any other missing key
     still warns (tests/test_train_lora.py)."""
-    logger = logging.getLogger("transformers.trainer")
-    quiet = _TiedCopiesFilter(set(getattr(model, "all_tied_weights_keys", None) or {}))
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+
+    def only_tied_copies(message: str) -> bool:
+        if not message.startswith(MISSING_KEYS):
+            return False
+        try:
+            return set(ast.literal_eval(message.removeprefix(MISSING_KEYS).rstrip("."))) <= tied
+        except (ValueError, SyntaxError):
+            return False
+
+    return modeling.dropping_log_lines("transformers.trainer", only_tied_copies)
 
 
 def finish(trainer, checkpoint: Path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,12 +143,22 @@ def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "
         )
 
 
-class _OwnHeadFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "present in the checkpoints with different values" not in record.getMessage()
-
-
 @contextmanager
+def dropping_log_lines(logger_name: str, drop: Callable[[str], bool]):
+    """Within the block, the records of logger ``logger_name`` whose message ``drop`` accepts
+    are not emitted; every other record is."""
+    logger = logging.getLogger(logger_name)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not drop(record.getMessage())
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def _own_head_quietly():
     """Load without transformers' "tie shared.weight to lm_head.weight, but both are present in
     the checkpoints with different values, so we will NOT tie them" warning. flan-T5 (T5 v1.1)
@@ -155,13 +166,8 @@ def _own_head_quietly():
     True, finds both matrices in the checkpoint and rightly keeps them apart, then asks the user
     to edit a config.json they do not own. Only that message is dropped;
     tests/test_modeling.py checks the head still loads as its own matrix."""
-    logger = logging.getLogger("transformers.modeling_utils")
-    quiet = _OwnHeadFilter()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
+    return dropping_log_lines("transformers.modeling_utils",
+                              lambda message: "present in the checkpoints with different values" in message)
 
 
 def merge_adapter(model):
