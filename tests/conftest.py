@@ -55,6 +55,25 @@ def _own_logging():
     root.setLevel(level)
 
 
+@pytest.fixture
+def transformers_log():
+    """The messages transformers logs during the test, at its default verbosity (WARNING): another
+    test in the same worker may have lowered it, which would make a test of a warning vacuous."""
+    import logging
+
+    from transformers.utils import logging as transformers_logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_warning()
+    logging.getLogger("transformers").addHandler(handler)
+    yield messages
+    logging.getLogger("transformers").removeHandler(handler)
+    transformers_logging.set_verbosity(verbosity)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     return ROOT / "demo" / "tiny-t5"

@@ -126,13 +126,12 @@ def test_bf16_auto_only_where_the_gpu_computes_in_bf16(monkeypatch):
     assert modeling.use_bf16("auto") is True
 
 
-def test_a_head_of_its_own_loads_as_its_own_without_a_warning(tiny_model, tmp_path):
+def test_a_head_of_its_own_loads_as_its_own_without_a_warning(tiny_model, tmp_path, transformers_log):
     """flan-T5's checkpoint has an lm_head distinct from its embedding, and its config says
     ``tie_word_embeddings: false``; transformers 5 ties T5's anyway unless both are in the
     checkpoint, and then warns. The head must stay its own (a tied one would summarise with the
     embedding), with no warning at loading or at merging an adapter."""
     import json
-    import logging
     import warnings
 
     from transformers import AutoModelForSeq2SeqLM
@@ -150,64 +149,38 @@ def test_a_head_of_its_own_loads_as_its_own_without_a_warning(tiny_model, tmp_pa
     config = json.loads((own / "config.json").read_text())
     (own / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
 
-    from transformers.utils import logging as transformers_logging
-
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("transformers").addHandler(handler)
-    verbosity = transformers_logging.get_verbosity()  # another test in this process may have lowered it
-    transformers_logging.set_verbosity_warning()
-    try:
-        AutoModelForSeq2SeqLM.from_pretrained(own)  # without the filter: transformers warns
-        assert any("NOT tie" in line for line in records), "transformers no longer warns: drop _own_head_quietly"
-        records.clear()
-        loaded = modeling.load_model(own)
-        save_adapter(add_lora(loaded, Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none",
-                                           task_type="SEQ_2_SEQ_LM"), seed=0), tmp_path / "lora")
-        checksums.write(tmp_path / "lora")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            merged = modeling.load_variant(own, "lora", tmp_path / "lora", merge=True)
-    finally:
-        logging.getLogger("transformers").removeHandler(handler)
-        transformers_logging.set_verbosity(verbosity)
-    assert records == []
+    AutoModelForSeq2SeqLM.from_pretrained(own)  # without the filter: transformers warns
+    assert any("NOT tie" in line for line in transformers_log), "transformers no longer warns: drop _own_head_quietly"
+    transformers_log.clear()
+    loaded = modeling.load_model(own)
+    save_adapter(add_lora(loaded, Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none",
+                                       task_type="SEQ_2_SEQ_LM"), seed=0), tmp_path / "lora")
+    checksums.write(tmp_path / "lora")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        merged = modeling.load_variant(own, "lora", tmp_path / "lora", merge=True)
+    assert transformers_log == []
     assert [str(w.message) for w in caught] == []
     for m in (modeling.load_model(own), merged):
         assert m.lm_head.weight.data_ptr() != m.shared.weight.data_ptr()
         assert torch.equal(m.lm_head.weight, head.detach())
 
 
-def test_measuring_a_prompt_longer_than_the_model_takes_warns_nothing(tiny_model):
+def test_measuring_a_prompt_longer_than_the_model_takes_warns_nothing(tiny_model, transformers_log):
     """``prompt.fit`` measures prompts before cutting them: the tokenizer's "longer than the
     specified maximum sequence length" warning would report what fit is about to fix."""
-    import logging
-
-    from transformers.utils import logging as transformers_logging
-
     from stages import prompt
     from stages.params import Prompt
 
     tokenizer = modeling.load_tokenizer(tiny_model)
     tokenizer.model_max_length = 32
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("transformers").addHandler(handler)
-    verbosity = transformers_logging.get_verbosity()  # another test in this process may have lowered it
-    transformers_logging.set_verbosity_warning()
-    try:
-        tokenizer(["word " * 40])  # the warning this test would see, once per tokenizer: not here
-        assert records, "the tokenizer no longer warns of long inputs: the verbose=False calls can go"
-        records.clear()
-        tokenizer = modeling.load_tokenizer(tiny_model)
-        tokenizer.model_max_length = 32
-        fitted, cut = prompt.fit(tokenizer, Prompt(template="Summarize: {dialogue} Summary: ",
-                                                   max_source_length=32, max_target_length=16),
-                                 ["#Person1#: " + "we should meet at seven tomorrow. " * 20])
-    finally:
-        logging.getLogger("transformers").removeHandler(handler)
-        transformers_logging.set_verbosity(verbosity)
+    tokenizer(["word " * 40])  # the warning this test would see, once per tokenizer: not here
+    assert transformers_log, "the tokenizer no longer warns of long inputs: the verbose=False calls can go"
+    transformers_log.clear()
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    tokenizer.model_max_length = 32
+    fitted, cut = prompt.fit(tokenizer, Prompt(template="Summarize: {dialogue} Summary: ",
+                                               max_source_length=32, max_target_length=16),
+                             ["#Person1#: " + "we should meet at seven tomorrow. " * 20])
+    assert transformers_log == []
     assert cut == [True] and len(tokenizer(fitted[0])["input_ids"]) <= 32
-    assert records == []

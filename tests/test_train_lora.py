@@ -286,15 +286,14 @@ def test_a_checkpoint_written_under_fsdp_is_resumable(tiny_model, tmp_path):
     assert check_checkpoint(checkpoint, max_steps=100).startswith("optimizer.bin does not load")
 
 
-def test_a_full_fine_tunes_best_checkpoint_loads_without_a_warning_about_tied_copies(tiny_model, tmp_path):
+def test_a_full_fine_tunes_best_checkpoint_loads_without_a_warning_about_tied_copies(tiny_model, tmp_path,
+                                                                                     transformers_log):
     """Loading the best checkpoint of a full fine-tune, the Trainer finds T5's tied embedding
     copies "missing" (stored once) and warns, though they stay tied to the loaded weight. Only
     that case is quiet: a weight really missing still warns."""
-    import logging
     from types import SimpleNamespace
 
     from transformers import Seq2SeqTrainer
-    from transformers.utils import logging as transformers_logging
 
     from stages.finetune import tied_copies_quietly, training_args
     from stages.params import load_params
@@ -304,23 +303,13 @@ def test_a_full_fine_tunes_best_checkpoint_loads_without_a_warning_about_tied_co
     args = training_args(load_params(ROOT / "params.yaml").train, 1e-4, tmp_path, seed=0, bf16=False,
                          report_to=[], dataloader_workers=0)
     trainer = Seq2SeqTrainer(model=model, args=args, eval_dataset=[{}])  # evaluation is never run here
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("transformers").addHandler(handler)
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_warning()
     tied = SimpleNamespace(missing_keys=sorted(model.all_tied_weights_keys), unexpected_keys=[])
     lost = SimpleNamespace(missing_keys=["encoder.block.0.layer.0.SelfAttention.q.weight"], unexpected_keys=[])
-    try:
+    trainer._issue_warnings_after_load(tied)
+    assert transformers_log, "the Trainer no longer warns of tied copies: tied_copies_quietly can go"
+    transformers_log.clear()
+    with tied_copies_quietly(model):
         trainer._issue_warnings_after_load(tied)
-        assert records, "the Trainer no longer warns of tied copies: tied_copies_quietly can go"
-        records.clear()
-        with tied_copies_quietly(model):
-            trainer._issue_warnings_after_load(tied)
-            assert records == []
-            trainer._issue_warnings_after_load(lost)
-            assert len(records) == 1 and "q.weight" in records[0]
-    finally:
-        logging.getLogger("transformers").removeHandler(handler)
-        transformers_logging.set_verbosity(verbosity)
+        assert transformers_log == []
+        trainer._issue_warnings_after_load(lost)
+        assert len(transformers_log) == 1 and "q.weight" in transformers_log[0]
