@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,14 +110,19 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
         raise DataError(f"{path}: not a valid {fmt} file ({first})") from None
 
 
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of JSON Lines text, numbered from 1. Split on "\n" only:
+    str.splitlines() would also cut at U+2028, which JSON allows unescaped inside a string."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield number, line
+
+
 def _read_jsonl(text: str) -> pd.DataFrame:
     """JSON Lines through ``json``, values kept as parsed: ``pd.read_json`` turns an integer
     column with one missing value into floats (id 1 -> "1.0"), whatever ``dtype`` says."""
     rows = []
-    # split on "\n" only: str.splitlines() would also cut at U+2028 inside a JSON string
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+    for number, line in jsonl_lines(text):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:

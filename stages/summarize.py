@@ -35,7 +35,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from stages import checksums, cli, modeling, prompt
+from stages import checksums, cli, modeling, prompt, sources
 from stages.atomic import atomic_path
 from stages.errors import DataError, InputError, ModelError
 from stages.params import Generate, Model, Params, load_params, parse_params, read_yaml
@@ -52,9 +52,7 @@ def parse_dialogues(text: str, fmt: str, source: str) -> list[dict]:
         rows = [{"id": str(n), "dialogue": b} for n, b in enumerate((b for b in blocks if b), 1)]
     elif fmt == "jsonl":
         rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
+        for number, line in sources.jsonl_lines(text):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -21,6 +21,9 @@ def test_dialogues_are_read_from_text_jsonl_and_csv():
         "#Person1#: Where is the bank?\n#Person2#: Next to the station, on your left."]
     rows = summarize.parse_dialogues('{"id": "a", "dialogue": "x"}\n\n{"dialogue": "y"}\n', "jsonl", "j")
     assert rows == [{"id": "a", "dialogue": "x"}, {"id": "2", "dialogue": "y"}]
+    # JSON allows U+2028 unescaped in a string: it is not a line break of JSON Lines
+    rows = summarize.parse_dialogues('{"dialogue": "#Person1#: Hi.\u2028#Person2#: Hello."}\n', "jsonl", "j")
+    assert rows == [{"id": "1", "dialogue": "#Person1#: Hi.\u2028#Person2#: Hello."}]
     rows = summarize.parse_dialogues('id,dialogue\nq,"one\n\ntwo"\n', "csv", "c")
     assert rows == [{"id": "q", "dialogue": "one\n\ntwo"}]  # a quoted csv field keeps its blank line
     assert summarize.format_of("x.JSONL", None) == "jsonl" and summarize.format_of("x.md", None) == "text"
