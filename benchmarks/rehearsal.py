@@ -162,22 +162,22 @@ def project_files(root: Path, leave_out: Path | None = None) -> list[str]:
 
     skip = {".git", ".venv", ".whl", "demo-run", "rehearsal-run", "__pycache__", ".pytest_cache", "wandb",
             "checkpoints", "models", "metrics"}
-    filters: list[tuple[Path, IgnoreFilter]] = []  # (folder of a .gitignore, its patterns)
+    filters: list[tuple[Path, IgnoreFilter]] = []  # (folder of a .gitignore, its patterns), as walked
+
+    def ignored(path: Path, is_dir: bool) -> bool:
+        for base, patterns in filters:
+            if path.is_relative_to(base) and path != base:
+                relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+                if patterns.is_ignored(relative):
+                    return True
+        return False
+
     found = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         if (here / ".gitignore").is_file():
             with (here / ".gitignore").open("rb") as f:
                 filters.append((here, IgnoreFilter(read_ignore_patterns(f))))
-
-        def ignored(path: Path, is_dir: bool) -> bool:
-            for base, patterns in filters:
-                if path.is_relative_to(base) and path != base:
-                    relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
-                    if patterns.is_ignored(relative):
-                        return True
-            return False
-
         dirs[:] = sorted(d for d in dirs if d not in skip and not ignored(here / d, True)
                          and (leave_out is None or (here / d).resolve() != leave_out))
         found += [(here / name).relative_to(root).as_posix() for name in files

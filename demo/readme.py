@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
             (RECORDED / f"threads-{threads}.json").write_text(json.dumps(result, indent=2) + "\n")
             print(f"recorded demo/recorded/threads-{threads}.json: LoRA ROUGE-L "
                   f"{result['scores']['lora']['rougeL']:.4f}, {result['demo_seconds']} s")
-    README.write_text(rewrite(README.read_text(encoding="utf-8"), load_records()), encoding="utf-8")
-    print(f"wrote {README.name}'s demo block from {len(load_records())} recorded run(s)")
+    runs = load_records()
+    README.write_text(rewrite(README.read_text(encoding="utf-8"), runs), encoding="utf-8")
+    print(f"wrote {README.name}'s demo block from {len(runs)} recorded run(s)")
 
 
 if __name__ == "__main__":
