@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="training steps (default: %(default)s)")
     parser.add_argument("--hogs", type=int, default=1, help="CPU-bound processes beside it (default: %(default)s)")
     args = parser.parse_args(argv)
+    args.project = args.project.resolve()  # the stage runs there: a relative params path would miss
     from ruamel.yaml import YAML
 
     yaml = YAML()
