@@ -66,3 +66,54 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def decode_step(model, inputs: dict, device: str, rows: int = 10) -> dict:
+    """One greedy decode step of ``model`` (its encoder run and a few steps already taken, as in
+    ``generate``) under torch.profiler: its wall time, the aten ops it dispatches (top level),
+    the CUDA kernels it launches, and the top ``rows`` ops by self time on the device (the CPU
+    without a GPU). The model's forward only: ``generate``'s logits processors and stop checks
+    add a few ops and host syncs per step on top."""
+    import time
+
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    mask = inputs["attention_mask"]
+    with torch.inference_mode():
+        encoded = model.get_encoder()(**inputs)
+        token = torch.full((len(mask), 1), model.config.decoder_start_token_id, device=mask.device)
+        cache = None
+
+        def step() -> None:
+            nonlocal token, cache
+            out = model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=token,
+                        past_key_values=cache, use_cache=True)
+            token, cache = out.logits[:, -1:].argmax(-1), out.past_key_values
+
+        for _ in range(4):  # the first step, and warm-up
+            step()
+        sync()
+        started = time.perf_counter()
+        step()
+        sync()
+        seconds = time.perf_counter() - started
+        cuda = device == "cuda"
+        with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as prof:
+            step()
+            sync()
+    events = prof.events()
+    top_level = [e for e in events if e.name.startswith("aten::")
+                 and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))]
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    averages = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in averages) or 1
+    return {"batch": len(mask), "step_ms": round(1e3 * seconds, 3), "aten_ops": len(top_level),
+            "cuda_kernels": sum(e.device_type == DeviceType.CUDA for e in events) if cuda else None,
+            "sorted_by": key, "top_ops": [{"op": e.key, "calls": e.count, "self_ms": round(getattr(e, key) / 1e3, 3),
+                                           "share": round(getattr(e, key) / total, 4)} for e in averages[:rows]]}

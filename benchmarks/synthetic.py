@@ -72,8 +72,9 @@ def synthetic_texts(n: int, vocab_size: int, seed: int) -> tuple[list[str], list
     return [text(k) for k in sources], [text(k) for k in targets]
 
 
-def tokenized_examples(tokenizer, template, n: int, seed: int) -> list[dict]:
-    """Training examples exactly as the tokenize stage writes them (prompt applied, truncated)."""
+def tokenized_dataset(tokenizer, template, n: int, seed: int):  # -> datasets.Dataset
+    """``n`` training examples exactly as the tokenize stage writes them (prompt applied,
+    truncated): columns input_ids, attention_mask, labels, length."""
     import pandas as pd
 
     from stages.tokenize import tokenize_frame
@@ -81,7 +82,12 @@ def tokenized_examples(tokenizer, template, n: int, seed: int) -> list[dict]:
     dialogues, summaries = synthetic_texts(n, len(tokenizer), seed)
     dataset, _ = tokenize_frame(pd.DataFrame({"dialogue": dialogues, "summary": summaries}),
                                 tokenizer, template, tokenizer_pin="synthetic")
-    return dataset.to_list()  # rows of input_ids, attention_mask, labels, length
+    return dataset
+
+
+def tokenized_examples(tokenizer, template, n: int, seed: int) -> list[dict]:
+    """``tokenized_dataset`` as a list of rows."""
+    return tokenized_dataset(tokenizer, template, n, seed).to_list()
 
 
 def base_shape_model(seed: int, device: str | None = None, size: str = "base"):

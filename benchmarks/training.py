@@ -176,3 +176,34 @@ def summarize(batches: list[dict], seconds: float, peak_mb: float, losses: list[
         "peak_memory_mb": round(peak_mb, 1),  # during its largest batch's step
         "mean_loss": sum(losses) / len(losses),
     }
+
+
+def step_timer(warmup: int, deadline: float, device: str):
+    """A Trainer callback that times the optimizer steps after the first ``warmup`` (data loader
+    start-up, allocator, compilation) and stops training at the first step ending past
+    ``deadline`` (``time.perf_counter()``): ``.steps`` timed, ``.seconds`` they took.
+
+    It waits for the GPU only at the window's two edges, so it adds no host sync per step."""
+    from transformers import TrainerCallback
+
+    def sync() -> None:
+        if device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    class StepTimer(TrainerCallback):
+        steps, seconds, started = 0, 0.0, None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step, late = state.global_step, time.perf_counter() > deadline
+            if step == warmup:
+                sync()
+                self.started = time.perf_counter()
+            elif self.started is not None and (step >= state.max_steps or late):
+                sync()
+                self.steps, self.seconds = step - warmup, time.perf_counter() - self.started
+            if late:
+                control.should_training_stop = True
+
+    return StepTimer()

@@ -156,18 +156,85 @@ def test_peak_note_says_what_mfu_is_against_or_that_it_is_not_reported():
     assert gpu.peak_note("Tesla T4", None) == "MFU not reported: no datasheet dense bf16 peak known for Tesla T4"
 
 
-def test_gpu_benchmark_tiny_runs_on_cpu(tmp_path, monkeypatch, capsys):
+def test_gpu_benchmark_tiny_runs_every_phase_on_cpu(tmp_path, monkeypatch, capsys):
+    """--tiny: every phase of the GPU benchmark runs on a CPU with demo/tiny-t5, 2 timed steps per
+    training row, or is skipped for needing CUDA with the reason in the table; JSON and table agree."""
     for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS"):  # main() sets them: undo after
         monkeypatch.setenv(name, "1")
     gpu.main(["--tiny", "--out", str(tmp_path)])  # in-process: the imports are paid already
     results = json.loads((tmp_path / "gpu-tiny.json").read_text())
-    train = results["training_bf16_autocast"]
-    assert train["samples_per_s"] > 0 and train["model_tflops"] > 0
-    assert train["mfu"] is None  # no peak known for a CPU
-    assert set(results["inference"]) == {"float32", "bfloat16"}
-    assert results["ratios"]["inference_fp32_vs_one_at_a_time"] > 0
+    rows = results["rows"]
+    assert results["complete"] and list(rows) == [gpu.row_name(p, gpu.TINY) for p in gpu.PHASES]
+    assert {n for n, r in rows.items() if r["status"] != "ok"} == {"compile"}
+    assert rows["compile"]["status"] == "skipped" and rows["compile"]["reason"].startswith("needs CUDA: ")
+    for name in ("project", "hf_defaults", "bare_loop", "base_bf16", "micro_batch_x1", "eager_attention"):
+        r = rows[name]
+        assert (r["steps"], r["examples"]) == (2, 8), name  # the effective batch 2 x 2 in every row
+        assert r["tokens_per_s"] > 0 and r["model_tflops"] > 0 and r["mfu"] is None  # no peak known for a CPU
+    assert rows["micro_batch_x1"]["settings"].startswith("4 x 1, ")
+    assert "bf16 base" in rows["base_bf16"]["settings"] and "eager" in rows["eager_attention"]["settings"]
+    cost = rows["eval_checkpoint"]
+    assert cost["evaluate_s"] > 0 and cost["checkpoint_mb"] > 0 and cost["events_per_run"] == 10  # 1000 / 100
+    generated = [rows[name] for name in ("generate@2", "generate@4", "generate@all")]
+    assert [(g["batches"], g["decode_steps"]) for g in generated] == [(4, 16), (2, 8), (1, 4)]
+    assert rows["one_at_a_time"]["batches"] == 2
+    for name in ("static_cache@all", "static_cache@4"):  # a static cache gives the dynamic cache's outputs
+        assert rows[name]["same_outputs"] == 8 and rows[name]["first_call_s"] > 0
+    profile = rows["decode_profile"]
+    assert profile["aten_ops"] > 0 and len(profile["top_ops"]) == 10 and profile["cuda_kernels"] is None
     out = capsys.readouterr().out
-    assert "| MFU |" in out and "MFU not reported: no datasheet dense bf16 peak known for cpu" in out
+    table = (tmp_path / "gpu-tiny.md").read_text()
+    assert table in out and "Incomplete" not in table
+    assert "| project | peer, training | 2 x 2, fp32, fp32 base, sdpa |" in table
+    assert "| compile | variant, training |" in table and "skipped: needs CUDA: " in table
+    assert "MFU not reported: no datasheet dense bf16 peak known for cpu" in table
+    assert "Decode step, batch 4: " in table
+
+
+def test_gpu_benchmark_records_a_failed_phase_and_runs_the_next(tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    def out_of_memory(bench):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    phases = tuple(dataclasses.replace(p, run=out_of_memory) if p.name == "generate@1" else p for p in gpu.PHASES)
+    monkeypatch.setattr(gpu, "PHASES", phases)
+    gpu.main(["--tiny", "--only", "generate@1,generate@all", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "gpu-tiny.json").read_text())["rows"]
+    assert list(rows) == ["generate@4", "generate@all"]
+    assert rows["generate@4"]["status"] == "failed"
+    assert rows["generate@4"]["reason"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert rows["generate@all"]["status"] == "ok" and rows["generate@all"]["dialogues"] == 8
+    assert "| generate@4 | variant, generation | a larger batch |" in (tmp_path / "gpu-tiny.md").read_text()
+
+
+def test_gpu_benchmark_skips_what_the_time_budget_cannot_hold(tmp_path):
+    gpu.main(["--tiny", "--budget-s", "0", "--only", "project,generate@all", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "gpu-tiny.json").read_text())
+    assert results["complete"]
+    assert {r["status"] for r in results["rows"].values()} == {"skipped"}
+    assert all(r["reason"].startswith("time budget") for r in results["rows"].values())
+    for bad in (["--only", "nonsense"], ["--budget-s", "-1"]):
+        with pytest.raises(SystemExit):
+            gpu.main(["--tiny", *bad])
+
+
+def test_step_timer_times_the_steps_after_warmup_and_stops_at_the_deadline():
+    import time
+    from types import SimpleNamespace
+
+    control = SimpleNamespace(should_training_stop=False)
+    timer = training.step_timer(warmup=1, deadline=time.perf_counter() + 3600, device="cpu")
+    for step in (1, 2, 3):
+        timer.on_step_end(None, SimpleNamespace(global_step=step, max_steps=3), control)
+    assert (timer.steps, control.should_training_stop) == (2, False) and timer.seconds > 0
+    cut = training.step_timer(warmup=1, deadline=time.perf_counter() + 0.2, device="cpu")
+    cut.on_step_end(None, SimpleNamespace(global_step=1, max_steps=9), control)
+    time.sleep(0.3)
+    cut.on_step_end(None, SimpleNamespace(global_step=2, max_steps=9), control)
+    assert cut.steps == 1 and control.should_training_stop  # cut at the step that ended past the deadline
 
 
 def test_flops_formula_matches_a_count_over_the_models_linear_layers(tiny, tmp_path):
