@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -176,7 +177,7 @@ class Bench:
     scratch: Path  # the Trainers' output_dir
     shared: dict = dataclasses.field(default_factory=dict)  # the generation model and outputs, built once
 
-    @property
+    @functools.cached_property
     def mean_lengths(self) -> tuple[float, float]:
         """The training set's mean source and target tokens per example (padding excluded)."""
         return statistics.fmean(self.train["length"]), statistics.fmean(len(x) for x in self.train["labels"])
@@ -470,7 +471,7 @@ def decode_profile(b: Bench) -> dict:
 class Phase:
     name: str
     what: str  # training, cost, generation, profile
-    kind: str  # peer or variant
+    kind: str  # peer, variant (of the project's path), or measure (what a part costs)
     title: str  # what it is, for a row that did not run
     need_s: float  # about what it takes on one H200: it does not start with less budget left
     run: Callable[[Bench], dict]
@@ -484,12 +485,12 @@ PHASES = (
     Phase("base_bf16", "training", "variant", "frozen base in bf16", 30, project_variant(base_weights="bf16")),
     Phase("micro_batch_x1", "training", "variant", "one micro-batch per step", 30, project_variant(micro=True)),
     Phase("eager_attention", "training", "variant", "eager attention", 30, project_variant(attention="eager")),
-    Phase("eval_checkpoint", "cost", "variant", "one evaluation and one checkpoint", 25, eval_checkpoint),
+    Phase("eval_checkpoint", "cost", "measure", "one evaluation and one checkpoint", 25, eval_checkpoint),
     Phase("generate@0", "generation", "peer", "the infer stage's batch", 45, generate_at("0")),
     Phase("generate@1", "generation", "variant", "a larger batch", 20, generate_at("1")),
     Phase("generate@all", "generation", "variant", "every dialogue in one batch", 15, generate_at("all")),
     Phase("one_at_a_time", "generation", "peer", "the course lab's loop", 15, one_at_a_time),
-    Phase("decode_profile", "profile", "variant", "one decode step, profiled", 10, decode_profile),
+    Phase("decode_profile", "profile", "measure", "one decode step, profiled", 10, decode_profile),
     Phase("compile", "training", "variant", "torch.compile (dynamic shapes)", 150, project_variant(compiled=True),
           needs_cuda="torch.compile of the training step is minutes of inductor on a CPU"),
     Phase("static_cache@all", "generation", "variant", "static cache + CUDA graphs", 90, static_cache_at("all")),

@@ -74,6 +74,7 @@ def decode_step(model, inputs: dict, device: str, rows: int = 10) -> dict:
     the CUDA kernels it launches, and the top ``rows`` ops by self time on the device (the CPU
     without a GPU). The model's forward only: ``generate``'s logits processors and stop checks
     add a few ops and host syncs per step on top."""
+    import inspect
     import time
 
     import torch
@@ -85,6 +86,8 @@ def decode_step(model, inputs: dict, device: str, rows: int = 10) -> dict:
             torch.cuda.synchronize()
 
     mask = inputs["attention_mask"]
+    # transformers 5.24 renamed the cache argument and output past_key_values -> cache
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
         encoded = model.get_encoder()(**inputs)
         token = torch.full((len(mask), 1), model.config.decoder_start_token_id, device=mask.device)
@@ -92,9 +95,9 @@ def decode_step(model, inputs: dict, device: str, rows: int = 10) -> dict:
 
         def step() -> None:
             nonlocal token, cache
-            out = model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=token,
-                        past_key_values=cache, use_cache=True)
-            token, cache = out.logits[:, -1:].argmax(-1), out.past_key_values
+            out = model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=token, use_cache=True,
+                        **{key: cache})
+            token, cache = out.logits[:, -1:].argmax(-1), out.get(key)
 
         for _ in range(4):  # the first step, and warm-up
             step()
