@@ -210,6 +210,25 @@ def test_gpu_benchmark_records_a_failed_phase_and_runs_the_next(tmp_path, monkey
     assert "| generate@4 | variant, generation | a larger batch |" in (tmp_path / "gpu-tiny.md").read_text()
 
 
+def test_gpu_benchmark_cut_mid_run_leaves_the_rows_it_finished(tmp_path, monkeypatch):
+    """A run killed during a phase (a job's time limit) has written every finished row and says
+    which phase was running."""
+    import dataclasses
+
+    def cut(bench):
+        raise KeyboardInterrupt  # not an Exception: nothing in the run catches it, as with a kill
+
+    phases = tuple(dataclasses.replace(p, run=cut) if p.name == "decode_profile" else p for p in gpu.PHASES)
+    monkeypatch.setattr(gpu, "PHASES", phases)
+    with pytest.raises(KeyboardInterrupt):
+        gpu.main(["--tiny", "--only", "generate@all,decode_profile", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "gpu-tiny.json").read_text())
+    assert not results["complete"] and results["running"] == "decode_profile"
+    assert list(results["rows"]) == ["generate@all"] and results["rows"]["generate@all"]["status"] == "ok"
+    table = (tmp_path / "gpu-tiny.md").read_text()
+    assert table.startswith("Incomplete: written as decode_profile started") and "| generate@all |" in table
+
+
 def test_gpu_benchmark_skips_what_the_time_budget_cannot_hold(tmp_path):
     gpu.main(["--tiny", "--budget-s", "0", "--only", "project,generate@all", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "gpu-tiny.json").read_text())
