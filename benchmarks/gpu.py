@@ -247,7 +247,7 @@ def timed_trainer(b: Bench, model, args, collator, warmup: int) -> dict:
     with PeakMemory(b.device) as memory:
         trainer(b, model, args, collator, [timer]).train()
     if not timer.steps:
-        raise OutOfTime(f"the time budget ended within the {warmup} warm-up steps")
+        raise OutOfTime(f"it ran out within the {warmup} untimed warm-up steps")
     return training_figures(b, model, timer.steps, timer.seconds, memory.mb)
 
 
