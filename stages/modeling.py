@@ -170,30 +170,37 @@ def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "
 @contextmanager
 def loading(folder: Path):
     """Within the block, weights that do not load from ``folder`` (a safetensors file cut short
-    or damaged; a config.json whose sizes do not fit the weights, or cannot be sizes at all) raise
-    ``ModelError`` naming the folder, instead of the library's traceback; transformers' table of
-    mismatched sizes, which the error replaces, is not logged. Out of memory stays what it is."""
+    or damaged; a config.json or adapter_config.json whose sizes do not fit the weights, or that
+    the loader refuses) raise ``ModelError`` naming the folder, instead of the library's
+    traceback; transformers' table of mismatched sizes, which the error replaces, is not logged.
+    Out of memory stays what it is."""
     import torch
     from safetensors import SafetensorError
 
     def mismatch_table(message: str) -> bool:
         return "LOAD REPORT" in message and "MISMATCH" in message
 
+    mend = "restore the folder, or rebuild it with `dvc repro`"
     try:
         with dropping_log_lines("transformers.modeling_utils", mismatch_table):
             yield
     except SafetensorError as exc:
         raise ModelError(f"{folder}: a safetensors file there does not load ({_first_line(exc)}): it is "
-                         "cut short or damaged; restore the folder, or rebuild it with `dvc repro`") from None
+                         f"cut short or damaged; {mend}") from None
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as exc:
         if "size" not in str(exc) and "dimension" not in str(exc):
             raise
-        # transformers' own message points at the table dropped above
-        detail = "tensor sizes differ" if "ignore_mismatched_sizes" in str(exc) else _first_line(exc)
-        raise ModelError(f"{folder}: its config does not fit its weights ({detail}): a damaged or edited "
-                         "config.json; restore the folder, or rebuild it with `dvc repro`") from None
+        # transformers' own message points at the table dropped above; torch's and peft's put
+        # the tensor at fault on a later line
+        lines = str(exc).splitlines()
+        detail = ("tensor sizes differ" if "ignore_mismatched_sizes" in str(exc) else
+                  next((line.strip() for line in lines if "size mismatch" in line), _first_line(exc)))
+        raise ModelError(f"{folder}: its config does not fit its weights ({detail[:120]}): a damaged or "
+                         f"edited config; {mend}") from None
+    except ValueError as exc:  # a config the loader refuses (peft: r <= 0, target modules not found)
+        raise ModelError(f"{folder}: its config is refused ({_first_line(exc)}); {mend}") from None
 
 
 def _first_line(exc: BaseException, limit: int = 120) -> str:

@@ -98,6 +98,25 @@ def test_damaged_weights_or_config_are_one_error_naming_the_folder(tiny_model, t
     assert not any("MISMATCH" in message for message in transformers_log)  # the error replaces the table
 
 
+@pytest.mark.parametrize("change, says", [
+    ({"r": 8}, r"its config does not fit its weights \(size mismatch for .*lora_A"),
+    ({"r": -5}, r"its config is refused \(`r` should be a positive integer"),
+])
+def test_an_adapter_config_that_does_not_fit_is_one_error_naming_the_folder(tiny_model, tmp_path, change, says):
+    import json
+
+    from peft import LoraConfig, get_peft_model
+
+    adapter = tmp_path / "adapter"
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM")
+    get_peft_model(modeling.load_model(tiny_model), config).save_pretrained(adapter)
+    saved = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps(saved | change))
+    checksums.write(adapter)  # edited before its manifest was written: only the loader can tell
+    with pytest.raises(ModelError, match=f"^{adapter}: {says}"):
+        modeling.load_variant(tiny_model, "lora", adapter, merge=False)
+
+
 def test_merged_adapter_generates_like_unmerged(tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
 
