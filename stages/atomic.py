@@ -15,6 +15,7 @@ process that is gone.
 from __future__ import annotations
 
 import contextvars
+import errno
 import json
 import os
 import re
@@ -86,7 +87,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     remove(tmp)
     try:
-        yield tmp
+        with writing(target):
+            yield tmp
     except OSError as exc:
         remove(tmp)
         if exc.filename is None and exc.errno:  # e.g. pyarrow's: name the output being written
@@ -102,6 +104,44 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         # Written twice in one transaction: the second write (same temporary) is the one that counts.
         pending[:] = [item for item in pending if not (isinstance(item, tuple) and item[1] == target)]
         pending.append((tmp, target))
+
+
+# A full disk, as the weight writers report it: safetensors "I/O error: No space left on device
+# (os error 28)", torch.save only "[enforce fail at inline_container.cc:672] . unexpected pos 576
+# vs 534" or "PytorchStreamWriter failed writing file ...", with no error number at all.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_TORCH_WRITE = ("inline_container.cc", "PytorchStreamWriter")
+
+
+@contextmanager
+def writing(target: str | Path, room: int = 2**20) -> Iterator[None]:
+    """Within the block, a weight writer's failed write (safetensors' ``SafetensorError``,
+    ``torch.save``'s ``RuntimeError``) raises the ``OSError`` it stands for, naming ``target``,
+    as Python's own writes do, so a stage ends in one line. torch names no error: with less than
+    ``room`` bytes free where ``target`` lies, it is a full disk; otherwise an I/O error."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        number = _OS_ERROR.search(text) if type(exc).__name__ == "SafetensorError" else None
+        if number:
+            code = int(number.group(1))
+        elif isinstance(exc, RuntimeError) and any(mark in text for mark in _TORCH_WRITE):
+            code = errno.ENOSPC if _free(Path(target)) < room else errno.EIO
+        else:
+            raise
+        raise OSError(code, os.strerror(code), str(target)) from exc
+
+
+def _free(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
 
 
 def after_commit(callback: Callable[[], None]) -> None:

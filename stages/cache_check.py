@@ -131,8 +131,20 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.dry_run:
         sys.exit(f"{len(damaged)} of {total} objects damaged; rerun without --dry-run to set them aside")
-    sys.exit(f"{len(damaged)} of {total} objects damaged and set aside: `dvc repro` rebuilds them "
-             "(`dvc pull` fetches them from a remote that has them)")
+    sys.exit(summary(len(damaged), total, sum(1 for oid, *_ in damaged if used_by.get(oid))))
+
+
+def summary(damaged: int, total: int, used: int) -> str:
+    """The closing line after damaged objects were set aside: ``dvc repro`` rebuilds only what an
+    output of this workspace uses; an object no output uses (another revision's, or junk) needs
+    nothing, and is never rebuilt by it."""
+    line = f"{damaged} of {total} objects damaged and set aside"
+    unused = damaged - used
+    if not used:
+        return f"{line}; no output of this workspace's dvc.lock uses them: nothing here needs rebuilding"
+    rest = f"; {unused} of them used by no output here, nothing to rebuild for those" if unused else ""
+    return (f"{line}: `dvc repro` rebuilds the {used} that outputs here use (`dvc pull` fetches them "
+            f"from a remote that has them){rest}")
 
 
 if __name__ == "__main__":

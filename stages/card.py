@@ -96,7 +96,10 @@ def card_text(params: Params, adapter_config: dict, scores: dict, training: dict
     data_id = data.hub_id if data.source == "hub" else None
     data_line = (f"[{escape(data.hub_id)}](https://huggingface.co/datasets/{data.hub_id}) at revision "
                  f"`{data.revision}`" if data_id else f"the local file `{data.file}` (params.yaml `data.file`)")
-    revision_text = f"`{revision}`" if revision else "none: a local folder, relative to the project that trained it"
+    local = bool(revision) and revision.startswith("sha256:")  # a local folder's content hash
+    revision_text = (f"`{revision}`" + (": the content hash of a local folder, relative to the project that "
+                                        "trained it" if local else "") if revision else "none")
+    hub_revision = f", revision={revision!r}" if revision and not local else ""
     faithful = [k for k in (*FAITHFULNESS, REPEATED) if any(k in s for s in scores.values())]
     train = params.train
     share = f"{training.get('trainable_percent', 'n/a')} % of {training.get('total_params', 'n/a')}"
@@ -120,8 +123,8 @@ def card_text(params: Params, adapter_config: dict, scores: dict, training: dict
     usage = f"""from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-base = AutoModelForSeq2SeqLM.from_pretrained({base!r}{f', revision={revision!r}' if revision else ''})
-tokenizer = AutoTokenizer.from_pretrained({base!r}{f', revision={revision!r}' if revision else ''})
+base = AutoModelForSeq2SeqLM.from_pretrained({base!r}{hub_revision})
+tokenizer = AutoTokenizer.from_pretrained({base!r}{hub_revision})
 model = PeftModel.from_pretrained(base, "path/to/this/folder").eval()
 prompt = {params.prompt.template!r}.format(dialogue=dialogue)
 ids = tokenizer(prompt, return_tensors="pt", truncation=True, max_length={params.prompt.max_source_length})

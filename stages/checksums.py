@@ -32,8 +32,16 @@ from stages.errors import InputError
 log = logging.getLogger(__name__)
 MANIFEST = "SHA256SUMS"
 UNCHECKED = frozenset({MANIFEST, "README.md"})  # the manifest itself; the model card (see above)
-REMEDY = ("run `python -m stages.cache_check` (it sets aside damaged DVC cache objects), then "
-          "`dvc repro` to rebuild it")
+
+
+def remedy(folder: Path) -> str:
+    """What mends a folder that fails its check, in the order to try. Most often only the
+    workspace copy is damaged, and the DVC cache holds good bytes: a fresh checkout restores them
+    (``dvc checkout --force`` alone may not: DVC trusts a file whose size and mtime it knows).
+    Refused again, the cache object is damaged too: cache_check sets it aside, repro rebuilds it."""
+    return (f"delete {folder} and run `dvc checkout {folder}` to restore it from the DVC cache; refused "
+            "again, the cache copy is damaged too: `python -m stages.cache_check` sets it aside, then "
+            "`dvc repro` rebuilds it")
 
 
 class ChecksumError(InputError):
@@ -66,7 +74,7 @@ def _read(folder: Path) -> dict[str, str]:
     for number, line in enumerate(manifest.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         digest, sep, name = line.partition("  ")
         if not sep or len(digest) != 64 or not name:
-            raise ChecksumError(f"{manifest}: line {number} is not '<sha256>  <file>' (damaged); {REMEDY}")
+            raise ChecksumError(f"{manifest}: line {number} is not '<sha256>  <file>' (damaged); {remedy(folder)}")
         listed[name] = digest
     return listed
 
@@ -79,12 +87,12 @@ def verify(folder: str | Path) -> None:
     for name, digest in listed.items():
         path = folder / name
         if not path.is_file():
-            raise ChecksumError(f"{path}: listed in {folder / MANIFEST} but missing; {REMEDY}")
+            raise ChecksumError(f"{path}: listed in {folder / MANIFEST} but missing; {remedy(folder)}")
         if sha256_file(path) != digest:
             raise ChecksumError(f"{path}: its sha256 differs from the one in {folder / MANIFEST}, so "
-                                f"the file is damaged; {REMEDY}")
+                                f"the file is damaged; {remedy(folder)}")
     unlisted = [name for name in _files(folder) if name not in listed]
     if unlisted:
         raise ChecksumError(f"{folder / unlisted[0]}: not listed in {folder / MANIFEST} (added after "
-                            f"the stage wrote the folder); {REMEDY}")
+                            f"the stage wrote the folder); {remedy(folder)}")
     log.info("%s: %d files match %s", folder, len(listed), MANIFEST)

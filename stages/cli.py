@@ -14,6 +14,7 @@ each stage module and equal to its ``params:`` list in dvc.yaml) and the pipelin
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -44,10 +45,16 @@ def _on_signal(signum, frame):
     raise Interrupted(signum)
 
 
+# Errors a person mends outside the project: say how, the rerun resumes (a training from its last
+# checkpoint; outputs were never half-written).
+FULL = {errno.ENOSPC: "free space there and rerun", errno.EDQUOT: "free space there and rerun"}
+
+
 def os_error_line(exc: OSError) -> str:
     reason = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
     where = exc.filename
-    return f"error: {reason}: {where}" if where else f"error: {reason} ({exc})"
+    line = f"error: {reason}: {where}" if where else f"error: {reason} ({exc})"
+    return f"{line}; {FULL[exc.errno]}" if exc.errno in FULL else line
 
 
 def _fail(line: str, status: int) -> None:

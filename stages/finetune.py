@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling, records
@@ -289,7 +289,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     fsdp = sharded(fsdp)
     trainer = make_trainer(params, model, tokenizer, learning_rate, checkpoints, curves, fsdp)
     started = time.perf_counter()
-    with tied_copies_quietly(model):
+    with tied_copies_quietly(model), saving_checkpoints(trainer, checkpoints):
         output = finish(trainer, resume) if done else trainer.train(
             resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - started
@@ -308,6 +308,22 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Not before: a stage refused at the end (stages.guard) must still be able to resume.
     atomic.after_commit(lambda: clear_checkpoints(checkpoints))
     return cost_metrics(trainer, output, wall, resume, weights_mb)
+
+
+@contextmanager
+def saving_checkpoints(trainer, checkpoints: Path):
+    """Train with a checkpoint the disk cannot hold ending in one line (``atomic.writing``: no
+    traceback from torch.save or safetensors), and without the checkpoint it cut short: the
+    Trainer writes trainer_state.json last, so a folder without one is removed (it frees the
+    space it took; a resume would only set it aside)."""
+    try:
+        with atomic.writing(checkpoints):
+            yield
+    except OSError:
+        partial = checkpoints / f"checkpoint-{trainer.state.global_step}"
+        if partial.is_dir() and not (partial / "trainer_state.json").exists():
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 MISSING_KEYS = "There were missing keys in the checkpoint model loaded: "

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
                  params.prompt, params.generate)
         dtype = generation_dtype(params.generate)  # before loading anything: a bad setting fails at once
-        test = group_references(pd.read_parquet(params.paths.split_file("test")))
+        test = group_references(sources.read_parquet(params.paths.split_file("test")))
         resolved = modeling.resolve(params.model, params.hub)
         tokenizer = modeling.load_tokenizer(resolved.folder)
         model = modeling.load_variant(resolved.folder, args.variant, params.paths.model_dir(args.variant),

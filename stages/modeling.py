@@ -48,30 +48,54 @@ def folder_hash(folder: Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def resolve(model: Model, hub: Hub) -> ResolvedModel:
+def resolve(model: Model, hub: Hub, key: str = "model.revision",
+            adapter_config: Path | None = None) -> ResolvedModel:
     """The model's local folder and pin: a local folder checked against its hash, or the hub
-    snapshot at ``model.revision`` (only the files loading reads, see stages.hub)."""
+    snapshot at ``model.revision`` (only the files loading reads, see stages.hub). ``key`` names
+    the pin in errors; ``adapter_config`` is the adapter config that names ``model`` when the
+    model is an adapter's base (its pin is then the adapter's to keep, never the user's to move)."""
     local = Path(model.name)
     if local.is_dir():
         actual = folder_hash(local)
         if model.revision != actual:
-            raise ModelError(
-                f"model.revision: {model.name} is a local folder, pinned by its content hash; "
-                f"set revision: '{actual}' (got {model.revision!r})"
-            )
+            raise ModelError(_local_pin_problem(model, actual, key, adapter_config))
         return ResolvedModel(local, actual)
     if model.revision is None:
-        raise ModelError(f"model.revision: {model.name} is not a local folder, so it is a hub id "
+        raise ModelError(f"{key}: {model.name} is not a local folder, so it is a hub id "
                          "and needs a commit id to pin")
     try:
-        hub_client.require_commit("model.revision", model.name, model.revision)
-        folder = hub_client.download(model.name, model.revision, "model", hub, "model.revision")
+        hub_client.require_commit(key, model.name, model.revision)
+        folder = hub_client.download(model.name, model.revision, "model", hub, key)
     except hub_client.HubError as exc:
         raise ModelError(str(exc)) from None
     return ResolvedModel(folder, folder.name)  # the snapshot folder is named after the commit
 
 
-def _refuse_pickle(folder: Path) -> None:
+def _local_pin_problem(model: Model, actual: str, key: str, adapter_config: Path | None) -> str:
+    """Why a local folder does not match its pin, and what mends it. A folder pinned by a content
+    hash that no longer matches was changed (a damaged disk, a bad copy, an edit): restoring it
+    comes first; pinning the changed bytes would make them the model and hide the damage."""
+    pinned = isinstance(model.revision, str) and model.revision.startswith("sha256:")
+    restore = (f"restore the folder (`dvc checkout {model.name}` or `git checkout -- {model.name}`, "
+               "whichever tracks it; else copy or download the model again)")
+    if adapter_config is not None:
+        if not pinned:
+            return (f"{adapter_config}: names the local base model {model.name} without its content hash "
+                    "(written by an older version of this project), so it cannot be checked; retrain the "
+                    "adapter (`dvc repro train_lora`)")
+        return (f"{adapter_config}: the base model folder {model.name} changed since the adapter was trained "
+                f"on it (pinned {model.revision[:19]}..., now {actual[:19]}...): {restore}")
+    if not pinned:
+        return (f"{key}: {model.name} is a local folder, pinned by its content hash; "
+                f"set revision: '{actual}' (got {model.revision!r})")
+    return (f"{key}: the files of {model.name} changed since it was pinned (pinned {model.revision[:19]}..., "
+            f"now {actual[:19]}...): {restore}; only to use the changed folder as a new model on purpose, "
+            f"set revision: '{actual}'")
+
+
+def refuse_pickle(folder: Path) -> None:
+    """Refuse a weights folder without safetensors before anything loads from it: the other
+    formats (``*.bin``, ``*.pt``) are pickles, which can run code when loaded."""
     if not any(folder.glob("*.safetensors")):
         pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
         found = f" (found {', '.join(pickles)}: pickle files can run code when loaded)" if pickles else ""
@@ -127,7 +151,7 @@ def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    _refuse_pickle(folder)
+    refuse_pickle(folder)
     overrides = {} if dropout_rate is None else {"dropout_rate": dropout_rate}
     overrides.update(weights_kwargs(weights, torch.cuda.is_available()))
     if "quantization_config" in overrides:
@@ -137,10 +161,51 @@ def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "
         if find_spec("bitsandbytes") is None:
             raise ModelError(f"train.base_weights: {weights} needs bitsandbytes: pip install bitsandbytes")
         overrides["device_map"] = {"": torch.cuda.current_device()}  # quantized weights load onto the GPU
-    with _own_head_quietly():
+    with _own_head_quietly(), loading(folder):
         return AutoModelForSeq2SeqLM.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=False, **overrides
         )
+
+
+@contextmanager
+def loading(folder: Path):
+    """Within the block, weights that do not load from ``folder`` (a safetensors file cut short
+    or damaged; a config.json or adapter_config.json whose sizes do not fit the weights, or that
+    the loader refuses) raise ``ModelError`` naming the folder, instead of the library's
+    traceback; transformers' table of mismatched sizes, which the error replaces, is not logged.
+    Out of memory stays what it is."""
+    import torch
+    from safetensors import SafetensorError
+
+    def mismatch_table(message: str) -> bool:
+        return "LOAD REPORT" in message and "MISMATCH" in message
+
+    mend = "restore the folder, or rebuild it with `dvc repro`"
+    try:
+        with dropping_log_lines("transformers.modeling_utils", mismatch_table):
+            yield
+    except SafetensorError as exc:
+        raise ModelError(f"{folder}: a safetensors file there does not load ({_first_line(exc)}): it is "
+                         f"cut short or damaged; {mend}") from None
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:
+        if "size" not in str(exc) and "dimension" not in str(exc):
+            raise
+        # transformers' own message points at the table dropped above; torch's and peft's put
+        # the tensor at fault on a later line
+        lines = str(exc).splitlines()
+        detail = ("tensor sizes differ" if "ignore_mismatched_sizes" in str(exc) else
+                  next((line.strip() for line in lines if "size mismatch" in line), _first_line(exc)))
+        raise ModelError(f"{folder}: its config does not fit its weights ({detail[:120]}): a damaged or "
+                         f"edited config; {mend}") from None
+    except ValueError as exc:  # a config the loader refuses (peft: r <= 0, target modules not found)
+        raise ModelError(f"{folder}: its config is refused ({_first_line(exc)}); {mend}") from None
+
+
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 @contextmanager
@@ -181,16 +246,17 @@ def merge_adapter(model):
 
 def published_name(model: Model) -> tuple[str, str | None]:
     """How a trained artifact names its base model so that it loads on another machine: the hub
-    id and commit, or a local folder's path relative to the project (and no revision). Never the
-    cache folder it was loaded from, which exists on one machine only and would make the
-    artifact's bytes depend on ``HF_HOME``."""
+    id and commit, or a local folder's path relative to the project and its content hash (the
+    pin ``resolve`` checked), which every loader of the artifact checks again. Never the cache
+    folder it was loaded from, which exists on one machine only and would make the artifact's
+    bytes depend on ``HF_HOME``."""
     local = Path(model.name)
     if not local.is_dir():
         return model.name, model.revision
     try:
-        return local.resolve().relative_to(Path.cwd().resolve()).as_posix(), None
+        return local.resolve().relative_to(Path.cwd().resolve()).as_posix(), model.revision
     except ValueError:  # outside the project: the path as params give it
-        return model.name, None
+        return model.name, model.revision
 
 
 def load_variant(folder: Path, variant: str, trained: Path, merge: bool,
@@ -215,8 +281,8 @@ def load_variant(folder: Path, variant: str, trained: Path, merge: bool,
     if variant == "lora":
         from peft import PeftModel
 
-        _refuse_pickle(trained)
-        with peft_quietly():
+        refuse_pickle(trained)
+        with peft_quietly(), loading(trained):
             model = PeftModel.from_pretrained(model, trained, is_trainable=False)
         if merge:
             model = merge_adapter(model)

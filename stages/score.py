@@ -58,7 +58,7 @@ from stages.scoring import (
     SHUFFLED,
     derangement,
 )
-from stages.sources import dialogue_key
+from stages.sources import dialogue_key, read_parquet
 
 log = logging.getLogger(__name__)
 # The sections read = dvc.yaml's `params:` (tests/test_faults.py); generate for its max_new_tokens.
@@ -80,9 +80,7 @@ def read_predictions(path: Path, variant: str) -> list[dict]:
 def split_dialogues(path: Path) -> dict[str, str]:
     """The test split's dialogues, each once: its key (``sources.dialogue_key``) -> the id of its
     first row, which is the id infer gives the dialogue's prediction."""
-    import pandas as pd
-
-    frame = pd.read_parquet(path, columns=["id", "dialogue"])
+    frame = read_parquet(path, columns=["id", "dialogue"])
     dialogues: dict[str, str] = {}
     for dialogue_id, dialogue in zip(frame["id"], frame["dialogue"]):
         dialogues.setdefault(dialogue_key(dialogue), dialogue_id)

@@ -9,13 +9,18 @@ Files: csv, JSON Lines (``.jsonl``), JSON (``.json``: one array of objects, as S
 JSON Lines under that name) and parquet; a UTF-8 byte order mark is accepted in every text
 format. A source without topics maps ``data.columns.topic: null`` (topic then reads as "").
 Hub data sets: the data files of ``data.hub_id`` at the commit ``data.revision`` (stages.hub).
+
+Errors name the file and the position (line, item, row) and quote data sparingly: only names and
+ids, each cut short and escaped (``shown``), and nothing from a file that a link takes out of the
+project (``outside``), which may be any file of the machine's, secrets included.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,11 +89,47 @@ def load_file(path: str | Path, data: Data) -> Loaded:
     frame = _read(path, fmt)
     if frame.empty:
         raise DataError(f"{path}: no rows")
-    frame = _select_columns(frame, data, str(path))
+    elsewhere = outside(path)
+    frame = _select_columns(frame, data, str(path), quote=elsewhere is None)
     if "source_split" not in frame:
         frame["source_split"] = "all"
-    frame, cleaning = check(frame, str(path))
+    frame, cleaning = check(frame, str(path), quote=elsewhere is None)
     return Loaded(frame, cleaning, str(path))
+
+
+def outside(path: Path) -> Path | None:
+    """Where ``path`` really is when a link takes it out of the project (the working directory),
+    else None. Errors quote nothing from such a file: it is not the project's own data."""
+    real = path.resolve()
+    if real == Path(os.path.abspath(path)) or real.is_relative_to(Path.cwd().resolve()):
+        return None
+    return real
+
+
+def shown(values: Iterable[object], most: int = 8, width: int = 40) -> str:
+    """Names or ids from a data file, as an error line may quote them: at most ``most`` of them,
+    each cut to ``width`` characters and escaped (``repr``) unless it is plain printable text."""
+    values = [str(v) for v in values]
+    parts = [v if v.isprintable() and "`" not in v else repr(v) for v in values[:most]]
+    parts = [p if len(p) <= width else p[:width] + "..." for p in parts]
+    more = f", ... ({len(values)} in all)" if len(values) > most else ""
+    return (", ".join(parts) or "none") + more
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet file a stage wrote (the split stage's), or one line naming the file: a damaged
+    one otherwise surfaces as the codec's complaint ("Corrupt snappy compressed data"), no name."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except OSError as exc:
+        if exc.errno:  # not found, permission denied: the OS error names the file already
+            raise
+        problem = exc
+    except ValueError as exc:  # pyarrow's ArrowInvalid
+        problem = exc
+    first = str(problem).strip().splitlines()[0][:120] if str(problem).strip() else type(problem).__name__
+    raise DataError(f"{path}: not a readable parquet file ({first}): damaged on disk; `dvc checkout {path}` "
+                    "restores it, `dvc repro` rebuilds it")
 
 
 def _read(path: Path, fmt: str) -> pd.DataFrame:
@@ -105,8 +146,8 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
         return _read_jsonl(text)  # .jsonl, or JSON Lines saved as .json
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except (ValueError, OSError) as exc:  # pandas / pyarrow parse errors
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (ValueError, OSError) as exc:  # pandas / pyarrow parse errors: positions, not data
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: not a valid {fmt} file ({first})") from None
 
 
@@ -145,13 +186,15 @@ def _read_json_array(text: str) -> pd.DataFrame:
     return pd.DataFrame(rows, dtype=object)
 
 
-def _select_columns(frame: pd.DataFrame, data: Data, source: str) -> pd.DataFrame:
-    """Rename the source's columns to ours (``data.columns``), keeping the source split if any."""
+def _select_columns(frame: pd.DataFrame, data: Data, source: str, quote: bool = True) -> pd.DataFrame:
+    """Rename the source's columns to ours (``data.columns``), keeping the source split if any;
+    a missing column's error lists the ones found only where ``quote``."""
     mapping = {ours: col for ours, col in data.columns.model_dump().items() if col is not None}
     missing = [f"'{col}' (data.columns.{ours})" for ours, col in mapping.items() if col not in frame]
     if missing:
-        found = ", ".join(map(str, frame.columns))
-        raise DataError(f"{source}: missing column {', '.join(missing)}; found: {found}")
+        found = (f"found: {shown(frame.columns)}" if quote else
+                 f"{len(frame.columns)} column(s) found, not shown: the file links outside the project")
+        raise DataError(f"{source}: missing column {', '.join(missing)}; {found}")
     selected = frame[list(mapping.values())].set_axis(list(mapping), axis=1)
     if "topic" not in mapping:  # data.columns.topic: null
         selected["topic"] = ""
@@ -160,7 +203,7 @@ def _select_columns(frame: pd.DataFrame, data: Data, source: str) -> pd.DataFram
     return selected
 
 
-def check(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, Cleaning]:
+def check(frame: pd.DataFrame, source: str, quote: bool = True) -> tuple[pd.DataFrame, Cleaning]:
     """Normalise to text, refuse contradictions, report what is dropped.
 
     Empty dialogues or summaries are dropped (recoverable: a few bad rows should not sink a
@@ -187,8 +230,10 @@ def check(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, Cleaning]:
         frame = frame[~duplicated]
     clashes = frame["id"][frame["id"].duplicated()].unique()
     if len(clashes):
-        shown = ", ".join(map(repr, clashes[:5]))
-        raise DataError(f"{source}: id {shown} occurs with different content ({len(clashes)} id(s))")
+        rows = " and ".join(f"row {i}" for i in frame.index[frame["id"] == clashes[0]][:2])
+        ids = f"id {shown(map(repr, clashes[:5]))}" if quote else "an id"
+        raise DataError(f"{source}: {ids} occurs with different content ({len(clashes)} id(s); "
+                        f"first at {rows})")
     return frame.reset_index(drop=True), cleaning
 
 

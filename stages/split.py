@@ -68,7 +68,7 @@ def from_source(frame: pd.DataFrame, origin: str) -> pd.Series:
     unknown = sorted(found - set(SPLITS))
     if unknown:
         raise DataError(f"{origin}: split.strategy: source needs the source's own {'/'.join(SPLITS)} splits; "
-                        f"found split(s) {', '.join(unknown)}")
+                        f"found split(s) {sources.shown(unknown)}")
     keys = frame["dialogue"].map(dialogue_key)
     leaking = keys.groupby(keys).transform(lambda k: frame.loc[k.index, "source_split"].nunique() > 1)
     if leaking.any():

@@ -10,14 +10,15 @@ The adapter is this workspace's (``{paths.models}/lora``), a git revision's (``-
 through DVC from the cache or the remote, as ``dvc get`` would) or any adapter folder
 (``--adapter``, e.g. what ``dvc artifacts get <repo> lora-adapter`` delivered). Its base model is
 the one the adapter names (``adapter_config.json``: the hub id at its commit, or a folder
-relative to the project), so a revision's adapter runs on its own base. The prompt and the
-generation settings are params.yaml's ``prompt`` and ``generate`` (the revision's with ``--rev``),
-as the infer stage used them: a summary here is what the scores measured.
+relative to the project at the content hash it was trained on, checked before it loads), so a
+revision's adapter runs on its own base. The prompt and the generation settings are params.yaml's
+``prompt`` and ``generate`` (the revision's with ``--rev``), as the infer stage used them: a
+summary here is what the scores measured. The adapter loads from safetensors only, as in the stages.
 
-Input is text (dialogues separated by a blank line), jsonl or csv (a ``dialogue`` column, an
-optional ``id``), told by the file's suffix or ``--format``. Output is one summary per line
-(``--out text``) or jsonl with the id. Generation is batched, in bf16 on a GPU that has it,
-fp32 elsewhere. Bad input is one ``error:`` line and exit status 1.
+Input is text (dialogues separated by a blank line), jsonl, json (one array, or JSON Lines) or
+csv (a ``dialogue`` column or key, an optional ``id``), told by the file's suffix or ``--format``.
+Output is one summary per line (``--out text``) or jsonl with the id. Generation is batched, in
+bf16 on a GPU that has it, fp32 elsewhere. Bad input is one ``error:`` line and exit status 1.
 
 ``--merge DIR`` writes the base model with the adapter folded into its weights (safetensors, fp32)
 and the tokenizer: a plain model that ``AutoModelForSeq2SeqLM.from_pretrained`` loads, for
@@ -41,31 +42,28 @@ from stages.errors import DataError, InputError, ModelError
 from stages.params import Generate, Model, Params, load_params, parse_params, read_yaml
 
 log = logging.getLogger(__name__)
-FORMATS = ("text", "jsonl", "csv")
+FORMATS = ("text", "jsonl", "json", "csv")
 
 
 def parse_dialogues(text: str, fmt: str, source: str) -> list[dict]:
     """``[{"id", "dialogue"}]`` from ``text`` in format ``fmt``; ``DataError`` naming ``source``
-    and the line or row for anything that is not a dialogue."""
+    and the line, item or row for anything that is not a dialogue. ``json`` is what ``data.file``
+    reads under that suffix: one array of objects (SAMSum's format), or JSON Lines."""
     if fmt == "text":
         blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
         rows = [{"id": str(n), "dialogue": b} for n, b in enumerate((b for b in blocks if b), 1)]
-    elif fmt == "jsonl":
+    elif fmt == "json" and text.lstrip().startswith("["):
+        rows = _json_array(text, source)
+    elif fmt in ("jsonl", "json"):
         rows = []
         for number, line in sources.jsonl_lines(text):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{source}: line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("dialogue"), str):
-                raise DataError(f"{source}: line {number}: expected an object with a \"dialogue\" string")
-            rows.append({"id": str(record.get("id", len(rows) + 1)), "dialogue": record["dialogue"]})
+            rows.append(_row(record, len(rows) + 1, f"{source}: line {number}"))
     elif fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if "dialogue" not in (reader.fieldnames or []):
-            raise DataError(f"{source}: no 'dialogue' column (columns: {', '.join(reader.fieldnames or []) or 'none'})")
-        rows = [{"id": str(r.get("id") or n), "dialogue": r["dialogue"] or ""}
-                for n, r in enumerate(reader, 1)]
+        rows = _csv_rows(text, source)
     else:
         raise InputError(f"--format: one of {', '.join(FORMATS)} (got {fmt!r})")
     empty = [r["id"] for r in rows if not r["dialogue"].strip()]
@@ -76,11 +74,41 @@ def parse_dialogues(text: str, fmt: str, source: str) -> list[dict]:
     return rows
 
 
+def _row(record: object, number: int, where: str) -> dict:
+    if not isinstance(record, dict) or not isinstance(record.get("dialogue"), str):
+        raise DataError(f"{where}: expected an object with a \"dialogue\" string")
+    return {"id": str(record.get("id", number)), "dialogue": record["dialogue"]}
+
+
+def _json_array(text: str, source: str) -> list[dict]:
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source}: line {exc.lineno} column {exc.colno}: not JSON ({exc.msg})") from None
+    return [_row(record, n, f"{source}: item {n}") for n, record in enumerate(records, 1)]
+
+
+def _csv_rows(text: str, source: str) -> list[dict]:
+    # The csv module refuses a field over 131,072 characters by default; a dialogue may be longer
+    # (prompt.fit cuts it to what the model reads), and the whole text is in memory already.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        if "dialogue" not in (reader.fieldnames or []):
+            raise DataError(f"{source}: no 'dialogue' column (columns: {sources.shown(reader.fieldnames or [])})")
+        return [{"id": str(r.get("id") or n), "dialogue": r["dialogue"] or ""} for n, r in enumerate(reader, 1)]
+    except csv.Error as exc:
+        raise DataError(f"{source}: line {reader.line_num}: not CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
 def format_of(path: str, given: str | None) -> str:
     if given:
         return given
     suffix = Path(path).suffix.lower()
-    return {".jsonl": "jsonl", ".csv": "csv"}.get(suffix, "text")
+    return {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(suffix, "text")
 
 
 def read_input(path: str, fmt: str | None) -> list[dict]:
@@ -105,23 +133,24 @@ def base_of(adapter: Path) -> Model:
         raise ModelError(f"{config}: no base model named in it ({exc})") from None
 
 
-def base_folder(model: Model, params: Params) -> Path:
-    """A local folder as named (relative to the project), else the hub snapshot at its commit."""
-    local = Path(model.name)
-    if local.is_dir():
-        return local
-    return modeling.resolve(model, params.hub).folder
+def base_folder(adapter: Path, params: Params) -> Path:
+    """The adapter's base model, checked as the stages check theirs (``modeling.resolve``): a
+    local folder against the content hash the adapter was trained on, a hub id at its commit."""
+    config = adapter / "adapter_config.json"
+    return modeling.resolve(base_of(adapter), params.hub, f"{config}: revision", config).folder
 
 
 def load(adapter: Path, params: Params, merge: bool, dtype=None):
-    """(model, tokenizer): the adapter's base + the adapter, checked against its manifest."""
+    """(model, tokenizer): the adapter's base + the adapter, checked against its manifest.
+    Safetensors only, as the stages load: an adapter saved as a pickle is refused unread."""
     if (adapter / checksums.MANIFEST).is_file():  # what a stage wrote; a folder of one's own may have none
         checksums.verify(adapter)
-    folder = base_folder(base_of(adapter), params)
+    modeling.refuse_pickle(adapter)
+    folder = base_folder(adapter, params)
     model = modeling.load_variant(folder, "base", adapter, merge=False)
     from peft import PeftModel
 
-    with modeling.peft_quietly():
+    with modeling.peft_quietly(), modeling.loading(adapter):
         model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
     if merge:
         model = modeling.merge_adapter(model)  # in fp32: the cast below rounds the sum once

@@ -17,7 +17,7 @@ import logging
 
 import pandas as pd
 
-from stages import checksums, cli, modeling, prompt, records
+from stages import checksums, cli, modeling, prompt, records, sources
 from stages.atomic import atomic_path
 from stages.params import Prompt, load_params
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = modeling.load_tokenizer(resolved.folder)
         splits, metrics = {}, {}
         for name in TOKENIZED_SPLITS:
-            frame = pd.read_parquet(params.paths.split_file(name))
+            frame = sources.read_parquet(params.paths.split_file(name))
             splits[name], metrics[name] = tokenize_frame(frame, tokenizer, params.prompt, resolved.pin)
         with atomic_path(params.paths.tokenized) as out:
             datasets.DatasetDict(splits).save_to_disk(str(out))

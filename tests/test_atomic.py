@@ -165,3 +165,28 @@ def test_litter_of_dead_writers_is_swept_and_live_ones_kept(tmp_path):
         (tmp_path / name).write_text("")
     sweep(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".keep", f".x.tmp-{live}", "x"]
+
+
+def test_a_weight_writers_full_disk_is_the_os_error_naming_the_output(tmp_path, monkeypatch):
+    """safetensors and torch.save report a full disk as their own errors, which ended a stage in
+    a traceback: inside atomic_path they are the OSError they stand for, naming the output, and
+    the temporary is gone. Their messages here are the ones they gave on a full tmpfs."""
+    import errno
+    import shutil
+
+    from safetensors import SafetensorError
+
+    target = tmp_path / "models" / "lora"
+    full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    torch_full = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    cases = [(full, 10**9, errno.ENOSPC), (torch_full, 0, errno.ENOSPC), (torch_full, 10**9, errno.EIO)]
+    for error, free, code in cases:
+        monkeypatch.setattr(shutil, "disk_usage", lambda path, free=free: shutil._ntuple_diskusage(10**9, 0, free))
+        with pytest.raises(OSError) as caught, atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "adapter_model.safetensors").write_bytes(b"half")
+            raise error
+        assert (caught.value.errno, caught.value.filename) == (code, str(target))
+        assert list((tmp_path / "models").iterdir()) == []
+    with pytest.raises(RuntimeError, match="not a write"), atomic_path(target):
+        raise RuntimeError("not a write")  # anything else is left as it is

@@ -63,6 +63,25 @@ def test_damaged_objects_are_found_and_set_aside(tmp_path):
     assert cache_check.find_damaged(folder) == []
 
 
+def test_junk_no_output_uses_is_set_aside_without_a_rebuild_to_promise(tmp_path, monkeypatch, capsys):
+    """An object no output of dvc.lock uses (another revision's, or junk) is set aside like any
+    damaged one, but `dvc repro` rebuilds nothing for it, and the closing line says so."""
+    import pytest
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    junk = cache_object(tmp_path, "0" * 32)
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(b"bytes that do not hash to the name\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ended:
+        cache_check.main([])
+    assert "used by no output of this workspace's dvc.lock" in capsys.readouterr().out
+    assert ended.value.code == ("1 of 1 objects damaged and set aside; no output of this workspace's "
+                                "dvc.lock uses them: nothing here needs rebuilding")
+    assert (tmp_path / ".dvc/cache/damaged" / ("0" * 32)).exists() and not junk.exists()
+
+
 def test_a_damaged_adapter_in_the_cache_is_refused_set_aside_and_rebuilt(built_project, tmp_path):
     project = copy_project(built_project, tmp_path / "p")
     lock = (project / "dvc.lock").read_bytes()
@@ -86,6 +105,8 @@ def test_a_damaged_adapter_in_the_cache_is_refused_set_aside_and_rebuilt(built_p
     # the card stage ships a copy of the same bytes: one object, both uses named
     assert f"used by {ADAPTER} (stage train_lora)" in check.stdout
     assert f"; moved to .dvc/cache/damaged/{oid}" in check.stdout
+    assert check.stderr.strip().endswith("set aside: `dvc repro` rebuilds the 1 that outputs here use "
+                                         "(`dvc pull` fetches them from a remote that has them)"), check.stderr
     assert not cache_object(project, oid).exists()
 
     rebuilt = dvc(project, "repro")  # the object is missing now: train_lora reruns and stores it again

@@ -52,7 +52,8 @@ def test_manifest_lists_every_file_but_the_card_and_sha256sum_reads_it(folder):
 @pytest.mark.parametrize("damage, message", [
     (lambda f: flip(f / "adapter_model.safetensors"),
      "{f}/adapter_model.safetensors: its sha256 differs from the one in {f}/SHA256SUMS, so the file is damaged; "
-     "run `python -m stages.cache_check` (it sets aside damaged DVC cache objects), then `dvc repro` to rebuild it"),
+     "delete {f} and run `dvc checkout {f}` to restore it from the DVC cache; refused again, the cache copy is "
+     "damaged too: `python -m stages.cache_check` sets it aside, then `dvc repro` rebuilds it"),
     (lambda f: (f / "sub" / "state.json").unlink(), "{f}/sub/state.json: listed in {f}/SHA256SUMS but missing; "),
     (lambda f: (f / "model.safetensors").write_bytes(b"x"), "{f}/model.safetensors: not listed in {f}/SHA256SUMS"),
     (lambda f: (f / MANIFEST).unlink(), "{f}: no SHA256SUMS to check its files against (made by an older version "
@@ -94,8 +95,10 @@ def test_training_refuses_damaged_tokenized_data_in_one_line(built_project, tmp_
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {arrow.relative_to(project)}: its sha256 differs from the one in "
-                      "data/tokenized/SHA256SUMS, so the file is damaged; run `python -m stages.cache_check` "
-                      "(it sets aside damaged DVC cache objects), then `dvc repro` to rebuild it"], result.stderr
+                      "data/tokenized/SHA256SUMS, so the file is damaged; delete data/tokenized and run "
+                      "`dvc checkout data/tokenized` to restore it from the DVC cache; refused again, the cache "
+                      "copy is damaged too: `python -m stages.cache_check` sets it aside, then `dvc repro` "
+                      "rebuilds it"], result.stderr
     assert "Traceback" not in result.stderr
     assert (project / "models/lora/adapter_model.safetensors").read_bytes() == adapter
     # refused before the data's hash could decide that the checkpoints belong to other data

@@ -295,7 +295,8 @@ def test_full_disk_is_one_line(tmp_path):
         result = run_split(project)
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
-        assert last_line(result.stderr) == "error: No space left on device: data/split", result.stderr[-2000:]
+        assert last_line(result.stderr) == ("error: No space left on device: data/split; free space there "
+                                            "and rerun"), result.stderr[-2000:]
         assert [p.name for p in (project / "data").iterdir()] == []  # no half-written split
     finally:
         subprocess.run(["umount", str(project / "data")], check=True)
@@ -317,7 +318,8 @@ def test_os_errors_are_one_line(tmp_path, monkeypatch, code, strerror):
     monkeypatch.setattr(pd.DataFrame, "to_parquet", refused)
     with pytest.raises(SystemExit) as exit_:
         split.main([])
-    assert exit_.value.code == f"error: {strerror}: data/.split.tmp-{os.getpid()}/train.parquet"
+    remedy = "; free space there and rerun" if code == errno.ENOSPC else ""
+    assert exit_.value.code == f"error: {strerror}: data/.split.tmp-{os.getpid()}/train.parquet{remedy}"
     assert not (project / "data" / "split").exists()
     assert [p.name for p in (project / "data").iterdir()] == []
 
@@ -397,3 +399,30 @@ def _running(process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def mounted_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_checkpoints_disk_is_one_line_and_leaves_no_half_checkpoint(built_project, tmp_path):
+    """The Trainer's checkpoint write on a full disk raised torch's or safetensors' own error: a
+    traceback. Now one line naming the folder and what to do, the cut-short checkpoint removed,
+    the adapter in place untouched."""
+    project = copy_project(built_project, tmp_path / "p")
+    adapter = (project / "models/lora/adapter_model.safetensors").read_bytes()
+    shutil.rmtree(project / "checkpoints")
+    if not mounted_tmpfs(project / "checkpoints", "64k"):
+        pytest.skip("cannot mount a tmpfs here (needs root); test_atomic patches the writers' errors")
+    try:
+        result = subprocess.run([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert last_line(result.stderr) == ("error: No space left on device: checkpoints/lora; free space there "
+                                            "and rerun"), result.stderr[-3000:]
+        assert not list((project / "checkpoints/lora").glob("checkpoint-*"))
+        assert (project / "models/lora/adapter_model.safetensors").read_bytes() == adapter
+    finally:
+        subprocess.run(["umount", str(project / "checkpoints")], check=True)

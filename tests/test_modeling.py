@@ -19,9 +19,26 @@ def test_local_folder_is_pinned_by_content_hash(tiny_model, tmp_path):
     shutil.copytree(tiny_model, copy)
     pin = modeling.folder_hash(copy)
     assert modeling.resolve(Model(name=str(copy), revision=pin), HUB).pin == pin
+    # never pinned: the hash to pin is the answer
+    unpinned = r"^model.revision: .* is a local folder, .* set revision: 'sha256:[0-9a-f]{64}'"
+    with pytest.raises(ModelError, match=unpinned):
+        modeling.resolve(Model(name=str(copy), revision=None), HUB)
+
+
+def test_a_changed_pinned_folder_is_answered_with_restoring_it_first(tiny_model, tmp_path):
+    """Damaged bytes are not a new model: the error says the folder changed since it was pinned
+    and how to restore it, and only after that how to pin a changed model on purpose."""
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model, copy)
+    pin = modeling.folder_hash(copy)
     (copy / "README.md").write_text("changed")
-    with pytest.raises(ModelError, match=r"model.revision: .* set revision: 'sha256:[0-9a-f]{64}'"):
+    with pytest.raises(ModelError) as caught:
         modeling.resolve(Model(name=str(copy), revision=pin), HUB)
+    message = str(caught.value)
+    assert message.startswith(f"model.revision: the files of {copy} changed since it was pinned")
+    assert "\n" not in message
+    restore, repin = message.index("dvc checkout"), message.index("set revision: 'sha256:")
+    assert restore < repin and "on purpose" in message[restore:repin]
 
 
 def test_hub_model_needs_a_revision():
@@ -59,6 +76,47 @@ def test_pickle_weights_are_refused(tiny_model, tmp_path):
         modeling.load_model(folder)
 
 
+@pytest.mark.parametrize("damage, says", [
+    ("truncate", r"a safetensors file there does not load \(.*\): it is cut short or damaged"),
+    ({"d_model": 256}, r"its config does not fit its weights \(tensor sizes differ\)"),
+    ({"d_model": -5}, r"its config does not fit its weights \(.*negative dimension"),
+])
+def test_damaged_weights_or_config_are_one_error_naming_the_folder(tiny_model, tmp_path, damage, says,
+                                                                   transformers_log):
+    import json
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    if damage == "truncate":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | damage))
+    with pytest.raises(ModelError, match=f"^{folder}: {says}"):
+        modeling.load_model(folder)
+    assert not any("MISMATCH" in message for message in transformers_log)  # the error replaces the table
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"r": 8}, r"its config does not fit its weights \(size mismatch for .*lora_A"),
+    ({"r": -5}, r"its config is refused \(`r` should be a positive integer"),
+])
+def test_an_adapter_config_that_does_not_fit_is_one_error_naming_the_folder(tiny_model, tmp_path, change, says):
+    import json
+
+    from peft import LoraConfig, get_peft_model
+
+    adapter = tmp_path / "adapter"
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM")
+    get_peft_model(modeling.load_model(tiny_model), config).save_pretrained(adapter)
+    saved = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps(saved | change))
+    checksums.write(adapter)  # edited before its manifest was written: only the loader can tell
+    with pytest.raises(ModelError, match=f"^{adapter}: {says}"):
+        modeling.load_variant(tiny_model, "lora", adapter, merge=False)
+
+
 def test_merged_adapter_generates_like_unmerged(tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -88,11 +146,11 @@ def test_a_checkpoint_published_in_bf16_loads_in_fp32(tiny_model, tmp_path):
     assert {p.dtype for p in modeling.load_model(tmp_path / "bf16").parameters()} == {torch.float32}
 
 
-def test_published_name_is_the_hub_id_or_a_project_relative_path(tiny_model, monkeypatch):
+def test_published_name_is_the_hub_id_or_a_project_relative_path_with_its_pin(tiny_model, monkeypatch):
     hub = Model(name="google/flan-t5-base", revision="7bcac572ce56db69c1ea7c8af255c5d7c9672fc2")
     assert modeling.published_name(hub) == (hub.name, hub.revision)
     monkeypatch.chdir(tiny_model.parents[1])  # the project root
-    assert modeling.published_name(Model(name=str(tiny_model), revision="sha256:x")) == ("demo/tiny-t5", None)
+    assert modeling.published_name(Model(name=str(tiny_model), revision="sha256:x")) == ("demo/tiny-t5", "sha256:x")
 
 
 def test_wrapping_with_peft_warns_nothing(tiny_model, tmp_path):

@@ -273,3 +273,46 @@ def test_unknown_hub_repo_offline(hub_cache: Path, base_data: Data) -> None:
     message = f"data.revision: dataset org/missing@{COMMIT}: not in the local hub cache"
     with pytest.raises(DataError, match="^" + re.escape(message)):
         load_hub(hub_data(base_data, "org/missing"), HUB)
+
+
+def test_a_data_file_linked_out_of_the_project_is_named_never_quoted(tmp_path: Path, base_data: Data,
+                                                                     monkeypatch) -> None:
+    """A link out of the project may point at any file of the machine's: the error names the file
+    and says what is missing, and quotes none of its contents (its first line once was the
+    header "found:" listed, here a token)."""
+    secret = "https://bob:ghp_0123456789abcdefSECRET@github.com"
+    (tmp_path / "credentials").write_text(f"{secret}\n{secret}\n", encoding="utf-8")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.csv").symlink_to(tmp_path / "credentials")
+    monkeypatch.chdir(project)
+    with pytest.raises(DataError) as caught:
+        load_file(Path("data.csv"), base_data)
+    message = str(caught.value)
+    assert message.startswith("data.csv: missing column 'fname' (data.columns.id)")
+    assert "ghp_" not in message and "bob" not in message and "links outside the project" in message
+
+
+def test_column_names_are_quoted_short_and_escaped(tmp_path: Path, base_data: Data) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text('"a\x1b[31m::error::x",' + "b" * 500 + "\n1,2\n", encoding="utf-8")
+    message = load_error(path, base_data)
+    assert "\x1b" not in message and "\\x1b" in message  # escaped, never raw
+    assert "b" * 41 not in message and "b" * 40 + "..." in message
+
+
+def test_a_damaged_split_file_is_named(tmp_path: Path) -> None:
+    """A corrupt test.parquet said only "Corrupt snappy compressed data" (or pyarrow's like),
+    with a traceback: one line naming the file, and how to restore it."""
+    from stages import score
+
+    path = tmp_path / "test.parquet"
+    pd.DataFrame({"id": [f"t{i}" for i in range(2000)],
+                  "dialogue": [f"#Person1#: hello there, how are you {i}" for i in range(2000)]}).to_parquet(path)
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 200):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: not a readable parquet file \(.*\): "
+                                        r"damaged on disk; `dvc checkout .*` restores it"):
+        score.split_dialogues(path)

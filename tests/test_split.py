@@ -111,6 +111,11 @@ def test_from_source_rejects_unknown_split_names() -> None:
     frame = dialogues_frame().head(4).assign(source_split=["train", "dev", "all", "test"])
     with pytest.raises(DataError, match=r"^src: split.strategy: source .* found split\(s\) all, dev$"):
         from_source(frame, "src")
+    # a split name is data: quoted escaped and short, never a second line or a terminal escape
+    frame = frame.assign(source_split=["train", "dev\n::error::x" + "y" * 100, "validation", "test"])
+    with pytest.raises(DataError) as caught:
+        from_source(frame, "src")
+    assert str(caught.value).endswith("found split(s) 'dev\\n::error::x" + "y" * 24 + "...")
 
 
 def write_params(tmp_path: Path, rows: list[dict], topic: str | None = "topic", **split: object) -> Path:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,118 @@ def test_merge_writes_a_plain_model_with_the_same_greedy_summaries(project, tmp_
     dialogues = [r["dialogue"] for r in summarize.parse_dialogues(TWO, "text", "t")]
     expected = summarize.summarize(unmerged, tokenizer, dialogues, params.prompt, params.generate, "cpu")
     assert summarize.summarize(merged, tokenizer, dialogues, params.prompt, params.generate, "cpu") == expected
+
+
+def test_json_arrays_are_read_as_dialogues_and_long_csv_cells_as_text():
+    """A .json file (as data.file reads it: one array, or JSON Lines) is its dialogues, not one
+    dialogue of raw JSON; a csv cell over the csv module's 131,072-character default is read."""
+    assert summarize.format_of("chats.json", None) == "json"
+    rows = summarize.parse_dialogues('[{"id": "a", "dialogue": "x"},\n {"dialogue": "y"}]', "json", "j")
+    assert rows == [{"id": "a", "dialogue": "x"}, {"id": "2", "dialogue": "y"}]
+    assert summarize.parse_dialogues('{"dialogue": "x"}\n', "json", "j") == [{"id": "1", "dialogue": "x"}]
+    with pytest.raises(DataError, match=r'^in.json: item 2: expected an object with a "dialogue" string'):
+        summarize.parse_dialogues('[{"dialogue": "x"}, "y"]', "json", "in.json")
+    long = "#Person1#: " + "word " * 40_000  # 200,011 characters
+    assert summarize.parse_dialogues(f'id,dialogue\n1,"{long}"\n', "csv", "c") == [{"id": "1", "dialogue": long}]
+    import csv
+
+    assert csv.field_size_limit() == 131_072  # the process-wide limit is left as it was
+
+
+def errors_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_a_damaged_local_base_is_refused_in_one_line(project, tmp_path, monkeypatch, capsys):
+    """The adapter pins its local base by content hash; summarize and --merge check it, as the
+    stages do, instead of summarizing with a damaged base (wrong summaries, exit 0)."""
+    from stages import modeling
+    from stages.params import load_params
+
+    params = load_params(project / "params.yaml")
+    config = project / params.paths.model_dir("lora") / "adapter_config.json"
+    assert params.model.revision.startswith("sha256:")
+    assert json.loads(config.read_text())["revision"] == params.model.revision == \
+        modeling.folder_hash(project / params.model.name)
+    card = (project / params.paths.published_adapter() / "README.md").read_text()
+    assert f"- revision: `{params.model.revision}`: the content hash of a local folder" in card
+    assert "revision='sha256:" not in card  # the usage snippet: from_pretrained of a folder takes no revision
+    (tmp_path / "two.txt").write_text(TWO)
+    weights = project / params.model.name / "model.safetensors"
+    good = weights.read_bytes()
+    try:
+        damaged = bytearray(good)
+        damaged[len(good) // 2] ^= 0xFF
+        weights.write_bytes(bytes(damaged))
+        for args in ([str(tmp_path / "two.txt")], ["--merge", str(tmp_path / "merged")]):
+            code, out, err = run_main(monkeypatch, capsys, project, *args)
+            assert code == 1 and out == "" and errors_of(err) == [errors_of(err)[0]]
+            assert errors_of(err)[0].startswith(f"error: {config.relative_to(project)}: the base model folder "
+                                                f"{params.model.name} changed since the adapter was trained on it")
+        assert not (tmp_path / "merged").exists()
+    finally:
+        weights.write_bytes(good)
+
+
+def adapter_copy(project, tmp_path) -> Path:
+    import shutil
+
+    from stages.checksums import MANIFEST
+    from stages.params import load_params
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(project / load_params(project / "params.yaml").paths.model_dir("lora"), adapter)
+    (adapter / MANIFEST).unlink()  # a folder of one's own: summarize loads it without a manifest
+    return adapter
+
+
+class Payload:
+    """A pickle that, loaded, creates the file it names: the proof that loading ran code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_an_adapter_saved_as_a_pickle_is_refused_before_loading(project, tmp_path, monkeypatch, capsys):
+    import pickle
+
+    adapter = adapter_copy(project, tmp_path)
+    (adapter / "adapter_model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    (adapter / "adapter_model.bin").write_bytes(pickle.dumps({"x": Payload(marker)}))
+    (tmp_path / "two.txt").write_text(TWO)
+    code, out, err = run_main(monkeypatch, capsys, project, str(tmp_path / "two.txt"), "--adapter", str(adapter))
+    assert code == 1 and out == "" and not marker.exists()
+    assert errors_of(err) == [f"error: {adapter}: no safetensors weights (found adapter_model.bin: pickle files "
+                              "can run code when loaded)"]
+
+
+def test_a_cut_short_adapter_is_one_error_line(project, tmp_path, monkeypatch, capsys):
+    adapter = adapter_copy(project, tmp_path)
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    (tmp_path / "two.txt").write_text(TWO)
+    code, out, err = run_main(monkeypatch, capsys, project, str(tmp_path / "two.txt"), "--adapter", str(adapter))
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert errors_of(err) == [errors_of(err)[0]]
+    assert errors_of(err)[0].startswith(f"error: {adapter}: a safetensors file there does not load")
+
+
+def test_merge_onto_a_full_disk_is_one_line_and_writes_nothing(project, tmp_path, monkeypatch, capsys):
+    """safetensors reports a full disk as its own error (this message is the one it gave on a
+    full tmpfs), which ended --merge in a traceback."""
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
+    out = tmp_path / "out" / "merged"
+    code, _, err = run_main(monkeypatch, capsys, project, "--merge", str(out))
+    assert code == 1 and "Traceback" not in err
+    assert errors_of(err) == [f"error: No space left on device: {out}; free space there and rerun"]
+    assert list((tmp_path / "out").iterdir()) == []
