@@ -234,6 +234,7 @@ class Generate(_Section):
     num_beams: PosInt
     no_repeat_ngram_size: NonNegInt
     batch_size: PosInt
+    batch_memory: Rate
     merge_lora: bool
     processes: PosInt
     bf16: Literal["auto", True, False]
