@@ -18,12 +18,14 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from stages import hub as hub_client
 from stages.errors import DataError
 from stages.params import Data, Hub
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: the score stage needs only dialogue_key
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Loaded:
 def load_hub(data: Data, hub: Hub) -> Loaded:
     """Every split of ``data.hub_id`` at the commit ``data.revision``, as one frame."""
     import datasets
+    import pandas as pd
 
     try:
         hub_client.require_commit("data.revision", data.hub_id, data.revision)
@@ -92,6 +95,8 @@ def load_file(path: str | Path, data: Data) -> Loaded:
 
 
 def _read(path: Path, fmt: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         if fmt == "parquet":
             # nullable dtypes: an int column with a null would otherwise become float (1 -> "1.0")
@@ -121,6 +126,8 @@ def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
 def _read_jsonl(text: str) -> pd.DataFrame:
     """JSON Lines through ``json``, values kept as parsed: ``pd.read_json`` turns an integer
     column with one missing value into floats (id 1 -> "1.0"), whatever ``dtype`` says."""
+    import pandas as pd
+
     rows = []
     for number, line in jsonl_lines(text):
         try:
@@ -135,6 +142,8 @@ def _read_jsonl(text: str) -> pd.DataFrame:
 
 def _read_json_array(text: str) -> pd.DataFrame:
     """One JSON array of objects (SAMSum's format), values kept as parsed, as for JSON Lines."""
+    import pandas as pd
+
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -167,6 +176,8 @@ def check(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, Cleaning]:
     13k-row data set) and counted in the returned ``Cleaning``; ids that repeat with different
     content are refused, since predictions and scores are keyed by id.
     """
+    import pandas as pd
+
     frame = frame.copy()
     for col in COLUMNS:
         frame[col] = frame[col].map(lambda v: "" if pd.isna(v) else str(v).strip())
