@@ -76,7 +76,8 @@ def generate(model, tokenizer, texts: list[str], cfg: Generate, device: str,
             enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True).to(device)
             try:
                 out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
-                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False)
+                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False,
+                                     **({"cache_implementation": "static"} if cfg.static_cache else {}))
             except torch.OutOfMemoryError:
                 if len(batch) == 1:
                     raise

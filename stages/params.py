@@ -235,6 +235,7 @@ class Generate(_Section):
     no_repeat_ngram_size: NonNegInt
     batch_size: PosInt
     batch_memory: Rate
+    static_cache: bool
     merge_lora: bool
     processes: PosInt
     bf16: Literal["auto", True, False]

@@ -33,13 +33,15 @@ def test_length_sorted_batches_return_outputs_in_input_order(tiny_model):
     tokenizer = modeling.load_tokenizer(tiny_model)
     model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
     one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, batch_memory=0.0,
-                   merge_lora=False, processes=1, bf16=False)
+                   static_cache=False, merge_lora=False, processes=1, bf16=False)
     prompts = build_all(PROMPT, dialogues)
     texts_one, counts_one = generate(model, tokenizer, prompts, one, "cpu")
     batched = one.model_copy(update={"batch_size": 3})
     texts_batched, counts_batched = generate(model, tokenizer, prompts, batched, "cpu")
     assert texts_one == texts_batched
     assert counts_one == counts_batched
+    static = batched.model_copy(update={"static_cache": True})  # generate.static_cache: the same tokens
+    assert generate(model, tokenizer, prompts, static, "cpu") == (texts_one, counts_one)
     assert all(0 < c <= 13 for c in counts_one)  # at most max_new_tokens + the start token
 
 
@@ -54,7 +56,7 @@ def test_a_batch_out_of_memory_is_split_and_the_outputs_stay_the_same(tiny_model
     tokenizer = modeling.load_tokenizer(tiny_model)
     model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
     cfg = Generate(max_new_tokens=8, num_beams=1, no_repeat_ngram_size=0, batch_size=5, batch_memory=0.0,
-                   merge_lora=False, processes=1, bf16=False)
+                   static_cache=False, merge_lora=False, processes=1, bf16=False)
     expected, _ = generate(model, tokenizer, prompts, cfg.model_copy(update={"batch_size": 1}), "cpu")
     real = model.generate
 
@@ -139,7 +141,7 @@ def test_bf16_cast_of_a_merged_adapter_generates_on_cpu(tmp_path, tiny_model):
     assert not any("lora" in name for name, _ in model.named_parameters())  # merged, not wrapped
     tokenizer = modeling.load_tokenizer(tiny_model)
     cfg = Generate(max_new_tokens=6, num_beams=1, no_repeat_ngram_size=0, batch_size=2, batch_memory=0.0,
-                   merge_lora=True, processes=1, bf16=True)
+                   static_cache=False, merge_lora=True, processes=1, bf16=True)
     texts, counts = generate(model, tokenizer, build_all(PROMPT, ["#Person1#: Hello.\n#Person2#: Hi."] * 3), cfg, "cpu")
     assert len(texts) == 3 and all(0 < c <= 7 for c in counts)
 
