@@ -72,7 +72,8 @@ def stamped_folder_hash(folder: Path, stamps: Path) -> str:
     files, is the same. Writing a file changes its mtime and ctime; a copy or a restored
     mtime (``cp -p``, ``rsync -a``, ``touch -d``) still changes the ctime (or the inode), which no
     tool sets back; so a changed folder is always hashed again. A stamp that cannot be read or
-    written costs a rehash, never a wrong answer.
+    written costs a rehash, never a wrong answer. The stamp is trusted as the user's own cache
+    folder is: whoever can write there can as well write the model folder.
     """
     folder = folder.resolve()
     stamp = stamps / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:32]}.json"
