@@ -81,7 +81,9 @@ def generate(model, tokenizer, texts: list[str], cfg: Generate, device: str,
             except torch.OutOfMemoryError:
                 if len(batch) == 1:
                     raise
-                del enc  # memory taken since it was planned (another process): halve the batch
+                out = None  # freed once the error's frames are gone, below
+            if out is None:  # memory taken since the batch was planned (another process): halve it
+                del enc
                 torch.cuda.empty_cache()
                 log.warning("generation: out of memory at %d dialogues, splitting the batch", len(batch))
                 pending[:0] = [batch[:len(batch) // 2], batch[len(batch) // 2:]]
