@@ -99,10 +99,11 @@ def test_rouge_is_rouge_scorers_score_to_the_last_digit_on_random_texts():
                 (target, prediction, key)
 
 
-def test_scoring_imports_neither_evaluate_nor_transformers():
-    """`import evaluate` imports transformers' pipelines: seconds of every score run for nothing."""
+def test_scoring_imports_neither_evaluate_nor_transformers_nor_pandas():
+    """`import evaluate` imports transformers' pipelines: seconds of every score run for nothing;
+    pandas was imported for one helper of stages.sources."""
     code = ("import sys, stages.score, stages.text_metrics; stages.text_metrics.score(['a b'], [['a b']], True); "
-            "print(sorted(m for m in ('evaluate', 'transformers', 'datasets', 'torch') if m in sys.modules))")
+            "print(sorted(m for m in ('evaluate', 'transformers', 'datasets', 'torch', 'pandas') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
