@@ -21,12 +21,14 @@ Choices, all deliberate:
   distinguishes it from rougeL; the reference lab fed unsplit text, so its rougeL == rougeLsum.
 - Per-dialogue scores are returned too (``per_item``), for paired bootstrap comparisons.
 
-Speed: ``rouge_score`` tokenizes and Porter-stems both texts of every pair it scores, and most
-of a score run went there (a reference is met once per variant, the human row and the shuffled
-baseline). ``CachedTokenizer`` is its own tokenizer, run once per distinct text and once per
-distinct word for the stemmer; the scoring itself is still ``rouge_score``'s. Corpus BLEU is
-summed from the per-dialogue statistics ``sentence_score`` computes anyway: sacrebleu's corpus
-statistics are that sum, so the score is the same number.
+Speed: ``rouge_score`` tokenizes and Porter-stems both texts of every pair it scores, and fills
+its LCS tables one Python step per cell; that was most of a score run (a reference is met once
+per variant, again for the human row and the shuffled baseline). Here ``Tokenizer`` runs
+rouge_score's own tokenizer once per distinct text (its stemmer once per distinct word), the
+n-gram scores are rouge_score's functions on those tokens, and the LCS table rows are bit vectors
+read out by rouge_score's backtracking, step for step, so rougeLsum's union of LCSs is the same.
+Corpus BLEU is summed from the per-dialogue statistics ``sentence_score`` computes anyway:
+sacrebleu's corpus statistics are that sum, so the score is the same number.
 """
 
 from __future__ import annotations
