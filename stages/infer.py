@@ -7,7 +7,10 @@ dvc.yaml runs one stage per variant, so retraining LoRA does not rerun base infe
 
 Each dialogue is generated once, with all of its human summaries kept as references (DialogSum's
 test set repeats a dialogue once per reference). Batches are formed from dialogues of similar
-length, so little compute goes to padding; the output keeps the test set's order. With
+length, so little compute goes to padding, and on a GPU each holds as many dialogues as memory
+allows (``generate.batch_memory``, ``stages/generation_batches.py``): decoding is sequential,
+and fewer, larger batches take fewer sequential steps. The output keeps the test set's order;
+the record states the batches and the sequential decode steps they took. With
 ``generate.processes > 1`` the dialogues are dealt out to that many processes (one per GPU) and
 gathered back in order; greedy outputs are the same as from one process.
 
@@ -25,7 +28,7 @@ import time
 
 import pandas as pd
 
-from stages import cli, devices, launch, modeling, prompt, records, sources
+from stages import cli, devices, generation_batches, launch, modeling, prompt, records, sources
 from stages.atomic import write_jsonl
 from stages.params import Generate, load_params
 
@@ -49,11 +52,12 @@ def generation_dtype(cfg: Generate):
     return torch.bfloat16 if modeling.use_bf16(cfg.bf16, "generate.bf16") else torch.float32
 
 
-def generate(model, tokenizer, texts: list[str], cfg: Generate,
-             device: str) -> tuple[list[str], list[int]]:
+def generate(model, tokenizer, texts: list[str], cfg: Generate, device: str,
+             batches: list[tuple[int, int]] | None = None) -> tuple[list[str], list[int]]:
     """Greedy/beam generation from prompts already fitted to the model's input length
-    (``prompt.fit``, as the tokenize stage fits the training data), in length-sorted batches;
-    returns texts and token counts in input order."""
+    (``prompt.fit``, as the tokenize stage fits the training data), in length-sorted batches as
+    large as memory allows (``stages.generation_batches``); returns texts and token counts in
+    input order. Each batch's (dialogues, sequential decode steps) is appended to ``batches``."""
     import torch
     from tqdm.auto import tqdm
 
@@ -62,35 +66,58 @@ def generate(model, tokenizer, texts: list[str], cfg: Generate,
     outputs: list[str] = [""] * len(texts)
     counts: list[int] = [0] * len(texts)
     model.to(device)
+    sizes = generation_batches.batch_sizes(model, [lengths[i] for i in order], cfg.batch_size, cfg.batch_memory,
+                                           cfg.max_new_tokens, cfg.num_beams, device)
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    pending = [order[start:start + size] for start, size in zip(starts, sizes)]
     with torch.inference_mode(), tqdm(total=len(texts), desc="generating", unit="dialogue") as bar:
-        for start in range(0, len(order), cfg.batch_size):
-            batch = order[start:start + cfg.batch_size]
+        while pending:
+            batch = pending.pop(0)
             enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True).to(device)
-            out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
-                                 no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False)
+            try:
+                out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
+                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False,
+                                     **({"cache_implementation": "static"} if cfg.static_cache else {}))
+            except torch.OutOfMemoryError:
+                if len(batch) == 1:
+                    raise
+                out = None  # freed once the error's frames are gone, below
+            if out is None:  # memory taken since the batch was planned (another process): halve it
+                del enc
+                torch.cuda.empty_cache()
+                log.warning("generation: out of memory at %d dialogues, splitting the batch", len(batch))
+                pending[:0] = [batch[:len(batch) // 2], batch[len(batch) // 2:]]
+                continue
             decoded = tokenizer.batch_decode(out, skip_special_tokens=True)
             for i, ids, text in zip(batch, out, decoded):
                 outputs[i] = text.strip()
                 counts[i] = int((ids != tokenizer.pad_token_id).sum())
+            if batches is not None:
+                batches.append((len(batch), out.shape[1] - 1))  # the decoder's start token is not a step
             bar.update(len(batch))
     return outputs, counts
 
 
-def generate_distributed(model, tokenizer, texts: list[str], cfg: Generate) -> tuple[list[str], list[int]]:
-    """``generate`` on this process's share of the prompts; every process gets all results."""
+def generate_distributed(model, tokenizer, texts: list[str], cfg: Generate,
+                         batches: list[tuple[int, int]] | None = None) -> tuple[list[str], list[int]]:
+    """``generate`` on this process's share of the prompts; every process gets all results (and
+    every process's batches in ``batches``)."""
     import torch
     import torch.distributed as dist
 
     launch.init_process_group()  # on cuda:LOCAL_RANK with NCCL, so the gather below is too
     mine = list(range(launch.rank(), len(texts), launch.world_size()))
     device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
-    outputs, counts = generate(model, tokenizer, [texts[i] for i in mine], cfg, device)
+    own: list[tuple[int, int]] = []
+    outputs, counts = generate(model, tokenizer, [texts[i] for i in mine], cfg, device, own)
     shares: list = [None] * launch.world_size()
-    dist.all_gather_object(shares, (mine, outputs, counts))  # the group ends with the stage (cli.run)
+    dist.all_gather_object(shares, (mine, outputs, counts, own))  # the group ends with the stage (cli.run)
     outputs, lengths = [""] * len(texts), [0] * len(texts)
-    for indices, share_texts, share_counts in shares:
+    for indices, share_texts, share_counts, share_batches in shares:
         for i, text, count in zip(indices, share_texts, share_counts):
             outputs[i], lengths[i] = text, count
+        if batches is not None:
+            batches.extend(share_batches)
     return outputs, lengths
 
 
@@ -115,10 +142,11 @@ def main(argv: list[str] | None = None) -> None:
                                       params.generate.merge_lora, dtype)
         started = time.perf_counter()
         texts, cut = prompt.fit(tokenizer, params.prompt, test["dialogue"].tolist())
+        batches: list[tuple[int, int]] = []  # (dialogues, sequential decode steps) of each batch
         if launch.world_size() > 1:
-            predictions, counts = generate_distributed(model, tokenizer, texts, params.generate)
+            predictions, counts = generate_distributed(model, tokenizer, texts, params.generate, batches)
         else:
-            predictions, counts = generate(model, tokenizer, texts, params.generate, modeling.device())
+            predictions, counts = generate(model, tokenizer, texts, params.generate, modeling.device(), batches)
         seconds = time.perf_counter() - started
         if launch.rank() > 0:
             return
@@ -128,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
                 "dialogues_per_second": round(len(rows) / seconds, 3),
                 "generated_tokens_per_second": round(sum(counts) / seconds, 1),
                 "peak_memory_mb": modeling.peak_memory_mb(), "processes": launch.world_size(),
+                "batches": len(batches), "largest_batch": max(size for size, _ in batches),
+                # what generation time follows; with processes > 1, every process's steps, summed
+                "decode_steps": sum(steps for _, steps in batches),
                 "devices": devices.in_use(),
                 "dtype": str(dtype).removeprefix("torch."),
                 "params_sha256": cli.params_digest()}  # of PARAMS as read

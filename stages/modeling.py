@@ -13,7 +13,9 @@ only after their checksums match (``stages/checksums.py``).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -48,15 +50,63 @@ def folder_hash(folder: Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+def hash_stamps_dir() -> Path:
+    """Where ``stamped_folder_hash`` keeps its stamps: the user's cache folder."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flan-t5-dialogsum-lora" / "folder-hashes"
+
+
+def _file_stats(folder: Path) -> dict[str, list[int]]:
+    stats = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = path.stat()
+        stats[path.relative_to(folder).as_posix()] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return stats
+
+
+def stamped_folder_hash(folder: Path, stamps: Path) -> str:
+    """``folder_hash``, read from a stamp in ``stamps`` while no file of ``folder`` changed.
+
+    Every stage that loads a local model checks its pin, and hashing a flan-t5-base folder reads
+    about 1 GB. The stamp holds each file's size, mtime, ctime and inode (what git's index keeps
+    to skip unchanged files); the digest is reused only while every one of them, and the set of
+    files, is the same. Writing a file changes its mtime and ctime; a copy or a restored
+    mtime (``cp -p``, ``rsync -a``, ``touch -d``) still changes the ctime (or the inode), which no
+    tool sets back; so a changed folder is always hashed again. A stamp that cannot be read or
+    written costs a rehash, never a wrong answer. The stamp is trusted as the user's own cache
+    folder is: whoever can write there can as well write the model folder.
+    """
+    folder = folder.resolve()
+    stamp = stamps / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:32]}.json"
+    before = _file_stats(folder)
+    try:
+        kept = json.loads(stamp.read_text(encoding="utf-8"))
+        if kept["folder"] == str(folder) and kept["files"] == before:
+            return kept["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = folder_hash(folder)
+    if _file_stats(folder) == before:  # nothing changed while it was read
+        try:
+            stamps.mkdir(parents=True, exist_ok=True)
+            partial = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps({"folder": str(folder), "files": before, "digest": digest}),
+                               encoding="utf-8")
+            os.replace(partial, stamp)
+        except OSError as exc:
+            log.debug("folder hash stamp not written (%s): the folder is hashed again next time", exc)
+    return digest
+
+
 def resolve(model: Model, hub: Hub, key: str = "model.revision",
-            adapter_config: Path | None = None) -> ResolvedModel:
-    """The model's local folder and pin: a local folder checked against its hash, or the hub
+            adapter_config: Path | None = None, stamps: Path | None = None) -> ResolvedModel:
+    """The model's local folder and pin: a local folder checked against its hash (kept in
+    ``stamps``, by default ``hash_stamps_dir()``, while the folder is unchanged), or the hub
     snapshot at ``model.revision`` (only the files loading reads, see stages.hub). ``key`` names
     the pin in errors; ``adapter_config`` is the adapter config that names ``model`` when the
     model is an adapter's base (its pin is then the adapter's to keep, never the user's to move)."""
     local = Path(model.name)
     if local.is_dir():
-        actual = folder_hash(local)
+        actual = stamped_folder_hash(local, hash_stamps_dir() if stamps is None else stamps)
         if model.revision != actual:
             raise ModelError(_local_pin_problem(model, actual, key, adapter_config))
         return ResolvedModel(local, actual)

@@ -234,6 +234,8 @@ class Generate(_Section):
     num_beams: PosInt
     no_repeat_ngram_size: NonNegInt
     batch_size: PosInt
+    batch_memory: Rate
+    static_cache: bool
     merge_lora: bool
     processes: PosInt
     bf16: Literal["auto", True, False]

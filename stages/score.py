@@ -58,7 +58,7 @@ from stages.scoring import (
     SHUFFLED,
     derangement,
 )
-from stages.sources import dialogue_key, read_parquet
+from stages.sources import dialogue_key, read_parquet_columns
 
 log = logging.getLogger(__name__)
 # The sections read = dvc.yaml's `params:` (tests/test_faults.py); generate for its max_new_tokens.
@@ -80,9 +80,9 @@ def read_predictions(path: Path, variant: str) -> list[dict]:
 def split_dialogues(path: Path) -> dict[str, str]:
     """The test split's dialogues, each once: its key (``sources.dialogue_key``) -> the id of its
     first row, which is the id infer gives the dialogue's prediction."""
-    frame = read_parquet(path, columns=["id", "dialogue"])
+    columns = read_parquet_columns(path, ["id", "dialogue"])
     dialogues: dict[str, str] = {}
-    for dialogue_id, dialogue in zip(frame["id"], frame["dialogue"]):
+    for dialogue_id, dialogue in zip(columns["id"], columns["dialogue"]):
         dialogues.setdefault(dialogue_key(dialogue), dialogue_id)
     return dialogues
 
@@ -116,8 +116,7 @@ def rouge_bleu(predictions: list[str], references: list[list[str]], use_stemmer:
     summary = {k: round(result[k], 6) for k in (*ROUGE_TYPES, "bleu", *MEAN_REF.values())}
     if len(predictions) > 1:
         others = [references[j] for j in derangement(len(predictions), seed)]
-        shuffled = text_metrics.Rouge(keep_in_memory=True).compute(
-            predictions=predictions, references=others, use_stemmer=use_stemmer)
+        shuffled = text_metrics.rouge(predictions, others, use_stemmer, types=("rougeL",))
         summary[SHUFFLED] = round(shuffled["rougeL"], 6)
     else:  # one test dialogue has no other dialogue to be compared with
         summary[SHUFFLED] = None

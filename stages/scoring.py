@@ -1,7 +1,7 @@
 """What the scores are called and how multi-reference data is laid out.
 
 Shared by the score stage, ``stages/text_metrics.py`` and the review report; it imports nothing
-heavy, so ``review/`` can use it without loading ``datasets`` or ``evaluate``.
+heavy, so ``review/`` can use it without loading ``rouge-score`` or ``sacrebleu``.
 """
 
 from __future__ import annotations

@@ -21,14 +21,17 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from stages import hub as hub_client
 from stages.errors import DataError
 from stages.params import Data, Hub
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: the score stage needs only dialogue_key
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class Loaded:
 def load_hub(data: Data, hub: Hub) -> Loaded:
     """Every split of ``data.hub_id`` at the commit ``data.revision``, as one frame."""
     import datasets
+    import pandas as pd
 
     try:
         hub_client.require_commit("data.revision", data.hub_id, data.revision)
@@ -116,15 +120,17 @@ def shown(values: Iterable[object], most: int = 8, width: int = 40) -> str:
     return (", ".join(parts) or "none") + more
 
 
-def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A parquet file a stage wrote (the split stage's), or one line naming the file: a damaged
-    one otherwise surfaces as the codec's complaint ("Corrupt snappy compressed data"), no name."""
+@contextmanager
+def _parquet_named(path: str | Path) -> Iterator[None]:
+    """A damaged parquet file a stage wrote (the split stage's) as one line naming the file: it
+    otherwise surfaces as the codec's complaint ("Corrupt snappy compressed data"), no name."""
     try:
-        return pd.read_parquet(path, columns=columns)
+        yield
+        return
     except OSError as exc:
         if exc.errno:  # not found, permission denied: the OS error names the file already
             raise
-        problem = exc
+        problem: Exception = exc
     except ValueError as exc:  # pyarrow's ArrowInvalid
         problem = exc
     first = str(problem).strip().splitlines()[0][:120] if str(problem).strip() else type(problem).__name__
@@ -132,7 +138,26 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
                     "restores it, `dvc repro` rebuilds it")
 
 
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet file a stage wrote, as a DataFrame (``_parquet_named`` for a damaged one)."""
+    import pandas as pd
+
+    with _parquet_named(path):
+        return pd.read_parquet(path, columns=columns)
+
+
+def read_parquet_columns(path: str | Path, columns: list[str]) -> dict[str, list]:
+    """``columns`` of a parquet file a stage wrote, as lists, without pandas: its import alone was a
+    third of the score stage's start."""
+    import pyarrow.parquet as pq
+
+    with _parquet_named(path):
+        return pq.read_table(path, columns=columns).to_pydict()
+
+
 def _read(path: Path, fmt: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         if fmt == "parquet":
             # nullable dtypes: an int column with a null would otherwise become float (1 -> "1.0")
@@ -162,6 +187,8 @@ def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
 def _read_jsonl(text: str) -> pd.DataFrame:
     """JSON Lines through ``json``, values kept as parsed: ``pd.read_json`` turns an integer
     column with one missing value into floats (id 1 -> "1.0"), whatever ``dtype`` says."""
+    import pandas as pd
+
     rows = []
     for number, line in jsonl_lines(text):
         try:
@@ -176,6 +203,8 @@ def _read_jsonl(text: str) -> pd.DataFrame:
 
 def _read_json_array(text: str) -> pd.DataFrame:
     """One JSON array of objects (SAMSum's format), values kept as parsed, as for JSON Lines."""
+    import pandas as pd
+
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -210,6 +239,8 @@ def check(frame: pd.DataFrame, source: str, quote: bool = True) -> tuple[pd.Data
     13k-row data set) and counted in the returned ``Cleaning``; ids that repeat with different
     content are refused, since predictions and scores are keyed by id.
     """
+    import pandas as pd
+
     frame = frame.copy()
     for col in COLUMNS:
         frame[col] = frame[col].map(lambda v: "" if pd.isna(v) else str(v).strip())

@@ -32,15 +32,45 @@ def test_length_sorted_batches_return_outputs_in_input_order(tiny_model):
     dialogues = [r["dialogue"] for r in make_rows(12, seed=5)][:7]
     tokenizer = modeling.load_tokenizer(tiny_model)
     model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
-    one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, merge_lora=False,
-                   processes=1, bf16=False)
+    one = Generate(max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0, batch_size=1, batch_memory=0.0,
+                   static_cache=False, merge_lora=False, processes=1, bf16=False)
     prompts = build_all(PROMPT, dialogues)
     texts_one, counts_one = generate(model, tokenizer, prompts, one, "cpu")
     batched = one.model_copy(update={"batch_size": 3})
     texts_batched, counts_batched = generate(model, tokenizer, prompts, batched, "cpu")
     assert texts_one == texts_batched
     assert counts_one == counts_batched
+    static = batched.model_copy(update={"static_cache": True})  # generate.static_cache: the same tokens
+    assert generate(model, tokenizer, prompts, static, "cpu") == (texts_one, counts_one)
     assert all(0 < c <= 13 for c in counts_one)  # at most max_new_tokens + the start token
+
+
+def test_a_batch_out_of_memory_is_split_and_the_outputs_stay_the_same(tiny_model):
+    """A batch planned by memory can still meet less of it (another process took some): it is
+    halved and generated again, the outputs unchanged; the batches and decode steps are reported."""
+    import torch
+
+    from demo.make_sample import generate as make_rows
+
+    prompts = build_all(PROMPT, [r["dialogue"] for r in make_rows(12, seed=5)][:5])
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    model = modeling.load_variant(tiny_model, "base", tiny_model, merge=False)
+    cfg = Generate(max_new_tokens=8, num_beams=1, no_repeat_ngram_size=0, batch_size=5, batch_memory=0.0,
+                   static_cache=False, merge_lora=False, processes=1, bf16=False)
+    expected, _ = generate(model, tokenizer, prompts, cfg.model_copy(update={"batch_size": 1}), "cpu")
+    real = model.generate
+
+    def small_memory(**kwargs):
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(**kwargs)
+
+    model.generate = small_memory
+    batches: list = []
+    texts, _ = generate(model, tokenizer, prompts, cfg, "cpu", batches)
+    assert texts == expected
+    assert [size for size, _ in batches] == [2, 1, 2]  # 5 -> 2 + 3 -> 2 + (1 + 2)
+    assert all(0 < steps <= 8 for _, steps in batches)
 
 
 def infer_project(folder, tiny_model, prompt: dict | None = None, **generate) -> None:
@@ -110,8 +140,8 @@ def test_bf16_cast_of_a_merged_adapter_generates_on_cpu(tmp_path, tiny_model):
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert not any("lora" in name for name, _ in model.named_parameters())  # merged, not wrapped
     tokenizer = modeling.load_tokenizer(tiny_model)
-    cfg = Generate(max_new_tokens=6, num_beams=1, no_repeat_ngram_size=0, batch_size=2, merge_lora=True,
-                   processes=1, bf16=True)
+    cfg = Generate(max_new_tokens=6, num_beams=1, no_repeat_ngram_size=0, batch_size=2, batch_memory=0.0,
+                   static_cache=False, merge_lora=True, processes=1, bf16=True)
     texts, counts = generate(model, tokenizer, build_all(PROMPT, ["#Person1#: Hello.\n#Person2#: Hi."] * 3), cfg, "cpu")
     assert len(texts) == 3 and all(0 < c <= 7 for c in counts)
 

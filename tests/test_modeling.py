@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -39,6 +40,33 @@ def test_a_changed_pinned_folder_is_answered_with_restoring_it_first(tiny_model,
     assert "\n" not in message
     restore, repin = message.index("dvc checkout"), message.index("set revision: 'sha256:")
     assert restore < repin and "on purpose" in message[restore:repin]
+
+
+def test_an_unchanged_local_folder_is_hashed_once_and_a_changed_one_again(tiny_model, tmp_path, monkeypatch):
+    """Every stage checks a local model's pin: the ~1 GB folder is read once, not per stage; any
+    change, even one that keeps a file's size and restores its mtime, is seen."""
+    copy, stamps = tmp_path / "model", tmp_path / "stamps"
+    shutil.copytree(tiny_model, copy)
+    pin = modeling.folder_hash(copy)
+    hashed = []
+    real = modeling.folder_hash
+    monkeypatch.setattr(modeling, "folder_hash", lambda folder: hashed.append(folder) or real(folder))
+    model = Model(name=str(copy), revision=pin)
+    for _ in range(3):
+        assert modeling.resolve(model, HUB, stamps=stamps).pin == pin
+    assert len(hashed) == 1
+    config = copy / "config.json"
+    before = config.stat()
+    text = config.read_text()
+    config.write_text(text.replace('"d_model"', '"d_modem"', 1))  # same size
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))  # the old mtime, as `cp -p` / `touch -d` can
+    assert config.stat().st_size == before.st_size
+    with pytest.raises(ModelError, match="model.revision"):
+        modeling.resolve(model, HUB, stamps=stamps)
+    assert len(hashed) == 2
+    (copy / "extra.txt").write_text("x")  # a file added
+    with pytest.raises(ModelError, match="model.revision"):
+        modeling.resolve(model, HUB, stamps=stamps)
 
 
 def test_hub_model_needs_a_revision():

@@ -1,12 +1,17 @@
-"""ROUGE and BLEU through evaluate's API, offline, matching the libraries they wrap."""
+"""ROUGE and BLEU offline, the very numbers of the libraries they wrap (rouge-score, sacrebleu)."""
 
 from __future__ import annotations
+
+import random
+import subprocess
+import sys
 
 import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
 from stages import text_metrics
+from tests.conftest import ROOT
 
 PREDICTIONS = [
     "#Person1# books a table for four at Luigi's at 7 pm. #Person2# confirms.",
@@ -25,8 +30,8 @@ def test_rouge_is_rouge_score_best_reference_mean():
     for key in ("rouge1", "rouge2", "rougeL"):
         per_dialogue = [max(scorer.score(r, p)[key].fmeasure for r in refs)
                         for p, refs in zip(PREDICTIONS, REFERENCES)]
-        assert result[key] == pytest.approx(sum(per_dialogue) / 2)
-        assert result["per_item"][key] == pytest.approx(per_dialogue)
+        assert result[key] == sum(per_dialogue) / 2  # to the last digit
+        assert result["per_item"][key] == per_dialogue
 
 
 def test_rouge_lsum_splits_sentences():
@@ -41,8 +46,10 @@ def test_bleu_is_sacrebleu_corpus_bleu_with_variable_references():
     result = text_metrics.score(PREDICTIONS, REFERENCES, use_stemmer=True)
     expected = sacrebleu.corpus_bleu(PREDICTIONS, [[REFERENCES[0][0], REFERENCES[1][0]],
                                                    [REFERENCES[0][1], None]]).score
-    assert result["bleu"] == pytest.approx(expected)
+    assert result["bleu"] == expected  # summed from the sentences' statistics: the same number
     assert 0 < result["bleu"] < 100
+    assert result["per_item"]["bleu"] == [sacrebleu.sentence_bleu(p, refs).score
+                                          for p, refs in zip(PREDICTIONS, REFERENCES)]
 
 
 def test_perfect_predictions_score_top_marks():
@@ -69,3 +76,34 @@ def test_rouge_mean_of_references_is_the_per_row_protocol():
         assert result["per_item"][f"{key}_mean_ref"] == pytest.approx(per_dialogue)
         assert result[f"{key}_mean_ref"] == pytest.approx(sum(per_dialogue) / 2)
         assert result[f"{key}_mean_ref"] < result[key]  # the first dialogue's references differ
+
+
+def test_rouge_is_rouge_scorers_score_to_the_last_digit_on_random_texts():
+    """The cached tokens and the bit-vector LCS give rouge_score's F-measures exactly, for every
+    type, including rougeLsum's union of LCSs (which LCS is read out matters) and its empty
+    texts (rouge_score's int 0)."""
+    words = "The cat sat on a mat . running runner ran dogs dog talked talking ! ? 7 pm #Person1# , ".split(" ")
+    rng = random.Random(0)
+
+    def text() -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(0, 30)))
+
+    scorer = rouge_scorer.RougeScorer(list(text_metrics.ROUGE_TYPES), use_stemmer=True)
+    for _ in range(400):
+        target, prediction = (text_metrics.one_sentence_per_line(text()) for _ in range(2))
+        expected = scorer.score(target, prediction)
+        tokenize = text_metrics.tokenizer(True)
+        got = text_metrics.rouge_pair(tokenize(target), tokenize(prediction), text_metrics.ROUGE_TYPES)
+        for key in text_metrics.ROUGE_TYPES:
+            assert (got[key], type(got[key])) == (expected[key].fmeasure, type(expected[key].fmeasure)), \
+                (target, prediction, key)
+
+
+def test_scoring_imports_neither_evaluate_nor_transformers_nor_pandas():
+    """`import evaluate` imports transformers' pipelines: seconds of every score run for nothing;
+    pandas was imported for one helper of stages.sources."""
+    code = ("import sys, stages.score, stages.text_metrics; stages.text_metrics.score(['a b'], [['a b']], True); "
+            "print(sorted(m for m in ('evaluate', 'transformers', 'datasets', 'torch', 'pandas') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
