@@ -365,8 +365,11 @@ def generation_model(b: Bench):
 
 
 def generate_cfg(b: Bench, batch: int, new_tokens: int | None = None):
+    """The infer stage's settings at exactly ``batch`` dialogues a batch: ``batch_memory: 0``, or on
+    a GPU the planner would size the batches by memory (``generate@all`` is what it plans on an H200
+    for 500 dialogues)."""
     return b.params.generate.model_copy(update={"batch_size": batch, "max_new_tokens": new_tokens or b.w.new_tokens,
-                                                "num_beams": 1, "no_repeat_ngram_size": 0})
+                                                "num_beams": 1, "no_repeat_ngram_size": 0, "batch_memory": 0.0})
 
 
 def source_tokens(b: Bench, dialogues: list[str]) -> int:
