@@ -107,13 +107,17 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
     )
 
 
-def fingerprint(params: Params, variant: str, tokenized: Path) -> str:
-    """What a checkpoint must share with this run to be resumed from."""
+def fingerprint(params: Params, variant: str, tokenized: Path, nodes: int) -> str:
+    """What a checkpoint must share with this run to be resumed from: params, data and the world
+    size (``train.processes`` per node x ``nodes``), which decides the effective batch and how
+    many batches a resume skips."""
     digest = hashlib.sha256(variant.encode())
     for section in (params.seed, params.model, getattr(params, variant), params.train):
         digest.update(json.dumps(section if isinstance(section, int) else section.model_dump(),
                                  sort_keys=True).encode())
     digest.update(modeling.folder_hash(tokenized).encode())
+    if nodes != 1:  # one node adds nothing, so single-node checkpoints keep their fingerprint
+        digest.update(f"nodes={nodes}".encode())
     return digest.hexdigest()
 
 
@@ -128,7 +132,7 @@ def checkpoint_folder(params: Params, variant: str) -> Path:
     """
     root = os.environ.get("DVC_ROOT")
     if root and Path(root).resolve() != Path.cwd().resolve():
-        key = fingerprint(params, variant, Path(params.paths.tokenized))[:16]
+        key = fingerprint(params, variant, Path(params.paths.tokenized), launch.nodes())[:16]
         return Path(root) / params.paths.checkpoints / f"{variant}-{key}"
     return params.paths.checkpoint_dir(variant)
 
@@ -161,6 +165,37 @@ def newest_checkpoint(folder: Path, max_steps: int) -> Path | None:
         checkpoint.rename(aside)
         log.warning("set aside %s: %s (moved to %s)", checkpoint, problem, aside)
     return None
+
+
+RESUME = "resume.json"  # the checkpoint a launch's workers resume from, chosen once by its launcher
+
+
+def decide_resume(folder: Path, max_steps: int, run_id: str) -> Path | None:
+    """In the launcher of several processes (node 0's), before any worker starts: choose the
+    checkpoint they all resume from (``newest_checkpoint``, setting bad ones aside) and leave the
+    choice in ``<folder>/resume.json`` for launch ``run_id``. The folder is shared by the nodes.
+
+    Not every worker for itself: each would load every candidate's weights and optimizer state
+    into CPU memory at once (several GB per rank for flan-t5-base's full fine-tune), and a rank
+    whose load failed would set aside the checkpoint the others resume from, so the ranks would
+    resume from different steps."""
+    resume = newest_checkpoint(folder, max_steps)
+    decision = {"run_id": run_id, "checkpoint": resume.name if resume else None}
+    (folder / RESUME).write_text(json.dumps(decision) + "\n")  # now, not at the stage's commit
+    return resume
+
+
+def decided_resume(folder: Path, run_id: str) -> Path | None:
+    """In a worker: the checkpoint its launcher chose for launch ``run_id`` (``decide_resume``),
+    taken as it is: a worker never checks, nor moves, a checkpoint the others resume from."""
+    try:
+        decision = json.loads((folder / RESUME).read_text())
+    except (OSError, ValueError):
+        decision = {}
+    if not isinstance(decision, dict) or decision.get("run_id") != run_id:
+        raise RuntimeError(f"{folder / RESUME}: no checkpoint was chosen for this launch ({run_id}): "
+                           "start the stage itself (python -m stages.train_<variant>), not its workers")
+    return folder / decision["checkpoint"] if decision.get("checkpoint") else None
 
 
 def _step_of_name(checkpoint: Path) -> int:
@@ -221,7 +256,7 @@ def sharded(fsdp: bool) -> bool:
 def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpoints: Path,
                  curves: Path | None, fsdp: bool = False):
     import datasets
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Seq2SeqTrainer
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback
 
     from stages import tracking  # imports transformers: kept out of --help and params checks
 
@@ -250,7 +285,7 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
             fits, cfg.batch_size, cfg.gradient_accumulation_steps, batching.agree_across_ranks)
     if args.n_gpu > 1:  # devices.claim gives each process one GPU; never nn.DataParallel
         raise RuntimeError(f"this process sees {args.n_gpu} GPUs: devices.claim() was not called")
-    return Seq2SeqTrainer(
+    return seq2seq_trainer(
         model=model,
         args=args,
         train_dataset=data["train"],
@@ -261,15 +296,59 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
     )
 
 
+def seq2seq_trainer(**kwargs):
+    """``Seq2SeqTrainer(**kwargs)`` whose length-grouped sampler (``train.group_by_length``) draws
+    each epoch's order from the run's seed and the epoch, as the random sampler does (accelerate
+    seeds that one per epoch), so a resumed run trains on the batches the uninterrupted one would.
+
+    The Trainer's own ``LengthGroupedSampler`` draws from the global random state when an epoch
+    starts: a resume skips its first batches (``skip_first_batches``) in another order than the
+    one the checkpoint's steps trained on. The epoch is set when the Trainer starts one
+    (``_run_epoch``): accelerate's ``set_epoch`` does not reach a sampler behind a skipping and
+    sharding batch sampler, which is the resumed epoch under several processes."""
+    import torch
+    from transformers import Seq2SeqTrainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    class Trainer(Seq2SeqTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                sampler = self._epoch_seeded = EpochSeededSampler(sampler.batch_size, sampler.lengths, seed)
+            return sampler
+
+        def _run_epoch(self, **kwargs):
+            if (sampler := getattr(self, "_epoch_seeded", None)) is not None:
+                sampler.set_epoch(kwargs["epoch"])
+            return super()._run_epoch(**kwargs)
+
+    return Trainer(**kwargs)
+
+
 def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
         save: Callable[[object, Path, dict | None], None], fsdp: bool = False) -> dict | None:
     """Train ``model``, ``save(trained_model, folder, state_dict or None)`` its weights into
     ``{paths.models}/<variant>`` and return the training metrics (``None`` on ranks > 0)."""
     paths = params.paths
     checkpoints = checkpoint_folder(params, variant)
-    if not launch.launched():  # with several processes, run() prepared them once, before launch
-        prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized)))
-    resume = newest_checkpoint(checkpoints, params.train.max_steps)
+    if launch.launched():  # several processes: node 0's launcher prepared and chose, before launch
+        resume = decided_resume(checkpoints, launch.worker_run_id())
+    else:
+        prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized), launch.nodes()))
+        resume = newest_checkpoint(checkpoints, params.train.max_steps)
     done = False
     if resume:
         log.info("resuming from %s (step %s)", resume, resume.name.split("-")[-1])
@@ -413,8 +492,8 @@ def run(variant: str, doc: str, argv: list[str] | None,
         if launch.needed(params.train.processes):
             if launch.node_rank() == 0:  # once, not in every rank or node (the folder is shared)
                 folder = checkpoint_folder(params, variant)
-                prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))
-                newest_checkpoint(folder, params.train.max_steps)  # set bad ones aside
+                prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized), launch.nodes()))
+                decide_resume(folder, params.train.max_steps, launch.run_id())
             launch.relaunch(f"stages.train_{variant}", params.train.processes, sys.argv[1:])
         metrics = train(params)
         if metrics is not None:
