@@ -306,6 +306,49 @@ def test_quantized_bases_are_plumbed_and_refused_without_a_gpu(weights, tiny_mod
             modeling.load_model(tiny_model, weights=weights)
 
 
+def test_a_quantized_base_loads_onto_each_processs_own_gpu(tiny_model, monkeypatch):
+    """With several processes each rank loads its int8/int4 base onto cuda:LOCAL_RANK: nothing has
+    set a rank's device when the base loads, so "the current device" is GPU 0 in every rank, and
+    accelerate refuses a quantized model that transformers then spreads over another device."""
+    import importlib.util
+
+    import torch
+    import transformers
+
+    from stages import train_lora
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    class Loaded(Exception):
+        pass
+
+    asked = {}
+
+    def load_model(folder, dropout_rate=None, weights="fp32", gpu=0):
+        asked.update(weights=weights, gpu=gpu)
+        raise Loaded
+
+    params = load_params(ROOT / "params.yaml")
+    params = params.model_copy(update={"train": params.train.model_copy(update={"base_weights": "int4"})})
+    monkeypatch.setattr(modeling, "resolve", lambda model, hub: modeling.ResolvedModel(tiny_model, "pin"))
+    monkeypatch.setattr(modeling, "load_model", load_model)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(Loaded):
+        train_lora.train(params)
+    assert asked == {"weights": "int4", "gpu": 1}
+
+    monkeypatch.undo()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # bitsandbytes "installed"
+                        lambda name, *a: object() if name == "bitsandbytes" else find_spec(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # no rank has set its device yet
+    monkeypatch.setattr(transformers.AutoModelForSeq2SeqLM, "from_pretrained",
+                        lambda folder, **kwargs: asked.update(kwargs) or "model")
+    assert modeling.load_model(tiny_model, weights="int4", gpu=1) == "model"
+    assert asked["device_map"] == {"": 1} and asked["quantization_config"].load_in_4bit
+
+
 def test_the_full_fine_tune_on_several_processes_is_sharded_by_t5_block(tiny_model, tmp_path, monkeypatch):
     """``full.fsdp``: FSDP2 over the processes, a T5 block the wrap unit, full state dicts in the
     checkpoints, FSDP's own activation checkpointing. accelerate runs FSDP on GPUs only, so on
