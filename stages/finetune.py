@@ -279,10 +279,12 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
         # The probe runs the whole model on one GPU, which is what sharding avoids needing.
         log.info("full.fsdp: no batch probe; the batch is train.batch_size x gradient_accumulation_steps")
     elif cfg.auto_find_batch_size and args.device.type == "cuda":
+        reserve = batching.ddp_headroom(model) if launch.world_size() > 1 else 0  # (FSDP probes nothing)
         fits = batching.worst_case_probe(model, batching.worst_case(data["train"]), collator, args.device,
-                                         bf16, cfg.gradient_checkpointing)
+                                         bf16, cfg.gradient_checkpointing, reserve)
         args.per_device_train_batch_size, args.gradient_accumulation_steps = batching.settle(
             fits, cfg.batch_size, cfg.gradient_accumulation_steps, batching.agree_across_ranks)
+        batching.release(args.device)
     if args.n_gpu > 1:  # devices.claim gives each process one GPU; never nn.DataParallel
         raise RuntimeError(f"this process sees {args.n_gpu} GPUs: devices.claim() was not called")
     return seq2seq_trainer(
@@ -375,6 +377,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Sharded weights are gathered into one state dict by every process together, before the
     # others leave; only the first saves it.
     state = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
+    peak_mb = launch.largest(modeling.peak_memory_mb())  # every rank takes part; the largest counts
     if not trainer.is_world_process_zero():
         return None
 
@@ -386,7 +389,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Keeping them would make a forced rerun "resume" at the last step instead of training again.
     # Not before: a stage refused at the end (stages.guard) must still be able to resume.
     atomic.after_commit(lambda: clear_checkpoints(checkpoints))
-    return cost_metrics(trainer, output, wall, resume, weights_mb)
+    return cost_metrics(trainer, output, wall, resume, weights_mb, peak_mb)
 
 
 MISSING_KEYS = "There were missing keys in the checkpoint model loaded: "
@@ -430,7 +433,8 @@ def finish(trainer, checkpoint: Path):
     return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
-def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: float) -> dict:
+def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: float,
+                 peak_mb: float) -> dict:
     """What training gave and cost; rates count this run's work only (not a resumed run's past).
 
     Input tokens are the examples this run trained on times the training set's mean source
@@ -463,7 +467,7 @@ def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: 
         "wall_time_s": round(wall, 2),
         "samples_per_second": output.metrics.get("train_samples_per_second"),
         "input_tokens_per_second": round(tokens / wall, 1),
-        "peak_memory_mb": modeling.peak_memory_mb(),
+        "peak_memory_mb": peak_mb,  # the largest of any process's (GPU memory, else resident memory)
         "bf16": args.bf16,
         "weights_mb": weights_mb,
     }

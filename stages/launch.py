@@ -132,6 +132,18 @@ def barrier() -> None:
         dist.barrier()
 
 
+def largest(value: float) -> float:
+    """The largest of every rank's ``value`` (each rank calls it), or ``value`` with one process."""
+    if (dist := _group()) is None:
+        return value
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    values = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return float(values.item())
+
+
 def destroy_process_group() -> None:
     """Leave the process group, if this process joined one (NCCL warns at exit otherwise)."""
     if (dist := _group()) is not None:
