@@ -63,7 +63,7 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
     from transformers import Seq2SeqTrainingArguments
 
     sharding = {"fsdp": True, "fsdp_config": fsdp_config(train)} if fsdp else {}
-    return Seq2SeqTrainingArguments(
+    args = Seq2SeqTrainingArguments(
         **sharding,
         output_dir=str(output_dir),
         learning_rate=learning_rate,
@@ -105,6 +105,16 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         report_to=report_to,
         disable_tqdm=False,
     )
+    if fsdp:
+        # FSDP trains in the precision one process and DDP do: fp32 weights, bf16 compute by
+        # autocast (train.bf16), gradients reduced in fp32. accelerate's bf16 policy would
+        # instead gather the weights in bf16 and reduce gradients in bf16, so the full
+        # fine-tune's result would depend on full.fsdp. (The price: fp32 gathers, twice bf16's
+        # traffic.) Set here because transformers passes no policy through fsdp_config.
+        fp32 = torch.float32
+        args.fsdp_plugin_args["mixed_precision_policy"] = {"param_dtype": fp32, "reduce_dtype": fp32,
+                                                           "output_dtype": fp32}
+    return args
 
 
 def fingerprint(params: Params, variant: str, tokenized: Path, nodes: int) -> str:

@@ -378,6 +378,25 @@ def test_the_full_fine_tune_on_several_processes_is_sharded_by_t5_block(tiny_mod
     assert plain.fsdp_plugin_args is None and plain.activation_checkpointing
 
 
+def test_fsdp_reduces_gradients_in_fp32_as_one_process_and_ddp_do(tmp_path):
+    """Under train.bf16 accelerate gives FSDP a bf16 policy (weights gathered and gradients
+    reduced in bf16) where one process and DDP keep fp32 weights and gradients under autocast:
+    the plugin the Trainer builds keeps fp32 after accelerate applied the run's bf16."""
+    import torch
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from stages.finetune import training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    cfg = load_params(ROOT / "params.yaml").train
+    args = training_args(cfg, 1e-4, tmp_path, seed=0, bf16=True, report_to=[], dataloader_workers=0, fsdp=True)
+    plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    plugin.set_mixed_precision("bf16")  # what accelerate's state does with the Trainer's bf16
+    policy = plugin.mixed_precision_policy
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.float32, torch.float32)
+
+
 def test_a_checkpoint_written_under_fsdp_is_resumable(tiny_model, tmp_path):
     """Under FSDP the Trainer writes optimizer.bin and pytorch_model_fsdp.bin (accelerate's
     names), not optimizer.pt: such a checkpoint must pass the resume check, and lose its
