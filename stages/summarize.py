@@ -16,8 +16,9 @@ as the infer stage used them: a summary here is what the scores measured.
 
 Input is text (dialogues separated by a blank line), jsonl or csv (a ``dialogue`` column, an
 optional ``id``), told by the file's suffix or ``--format``. Output is one summary per line
-(``--out text``) or jsonl with the id. Generation is batched, in bf16 on a GPU that has it,
-fp32 elsewhere. Bad input is one ``error:`` line and exit status 1.
+(``--out text``) or jsonl with the id. Generation is batched, in the dtype ``generate.bf16``
+asks for (as infer), on one GPU leased as the stages lease theirs (``stages/devices.py``), or
+the CPU. Bad input is one ``error:`` line and exit status 1.
 
 ``--merge DIR`` writes the base model with the adapter folded into its weights (safetensors, fp32)
 and the tokenizer: a plain model that ``AutoModelForSeq2SeqLM.from_pretrained`` loads, for
@@ -35,7 +36,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from stages import checksums, cli, modeling, prompt, sources
+from stages import checksums, cli, devices, modeling, prompt, sources
 from stages.atomic import atomic_path
 from stages.errors import DataError, InputError, ModelError
 from stages.params import Generate, Model, Params, load_params, parse_params, read_yaml
@@ -205,7 +206,10 @@ def main(argv: list[str] | None = None) -> None:
                 if args.input is None:
                     return
             rows = read_input(args.input, args.format)  # before loading: bad input fails at once
-            bf16 = modeling.use_bf16("auto", "generation")
+            # A GPU of its own, leased as the stages lease theirs (never one a queued experiment
+            # holds), and generate.bf16 as infer used it: the summaries are those that were scored.
+            devices.claim(1, "generate.processes")
+            bf16 = modeling.use_bf16(params.generate.bf16, "generate.bf16")
             import torch
 
             model, tokenizer = load(adapter, params, merge=params.generate.merge_lora,
