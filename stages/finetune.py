@@ -12,8 +12,10 @@ Checkpoints live in ``{paths.checkpoints}/<variant>``, git-ignored and not a sta
 neither caches nor deletes them between runs. A rerun after a crash resumes from the newest
 checkpoint that passes ``check_checkpoint`` (its step matches its name and ``max_steps``, its
 weights and optimizer state load); one that fails is moved to ``set-aside/`` with one log line and
-the next older one is tried, then a fresh start. Only checkpoints written with the same params and
-data are resumed: the folder carries a fingerprint of both, and a mismatch clears it. A checkpoint
+the next older one is tried, then a fresh start. With several processes that choice is made once,
+by node 0's launcher before the workers start, and every worker resumes from it
+(``decide_resume``). Only checkpoints written with the same params, data and number of nodes are
+resumed: the folder carries a fingerprint of them, and a mismatch clears it. A checkpoint
 at the last step (the final save failed) is finished without training: same state, same best
 weights, no extra step. Once the weights are in place the checkpoints are removed.
 """
