@@ -76,10 +76,28 @@ def worst_case(dataset) -> dict:
     return {"input_ids": source, "attention_mask": [1] * len(source), "labels": max(targets, key=len)}
 
 
+def ddp_headroom(model) -> int:
+    """Bytes DDP takes beside one process's training step: its gradient buckets, a second copy of
+    every trained weight's gradient (a full fine-tune: the whole model's, in fp32)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def release(device) -> None:
+    """After settling on a GPU: return to the driver what the probe's failed candidates left in
+    torch's cache (NCCL allocates its buffers outside that cache, at the first collective, and
+    could find too little), and restart the peak count, so the recorded peak is training's."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def worst_case_probe(model, worst: dict, collator, device, bf16: bool,
-                     checkpointing: bool) -> Callable[[int], None]:
+                     checkpointing: bool, reserve: int = 0) -> Callable[[int], None]:
     """``fits(batch)``: one training step's memory at ``batch`` copies of ``worst``, with the
-    optimizer's state allocated; nothing in the model changes."""
+    optimizer's state allocated and ``reserve`` bytes held beside it (``ddp_headroom``); nothing
+    in the model changes."""
     import torch
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -89,6 +107,7 @@ def worst_case_probe(model, worst: dict, collator, device, bf16: bool,
 
     def fits(batch: int) -> None:
         optimizer = torch.optim.AdamW(trainable, lr=0.0, weight_decay=0.0)
+        held = torch.empty(reserve, dtype=torch.uint8, device=device) if reserve else None  # noqa: F841
         try:
             inputs = {k: v.to(device) for k, v in collator([worst] * batch).items()}
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
@@ -97,7 +116,7 @@ def worst_case_probe(model, worst: dict, collator, device, bf16: bool,
             optimizer.step()
         finally:
             optimizer.zero_grad(set_to_none=True)
-            del optimizer
+            del optimizer, held
 
     return fits
 

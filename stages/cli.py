@@ -61,11 +61,35 @@ def _fail(line: str, status: int) -> None:
     """Exit with ``status`` and ``line`` on stderr; a launched worker leaves the line to its
     launcher instead (stages.launch), which shows one worker's line, once."""
     if launch.report(line, status):
-        sys.exit(status)
+        _exit_now(status)
     if status == 1:
         sys.exit(line)  # SystemExit prints it and exits 1
     print(line, file=sys.stderr)
     sys.exit(status)
+
+
+def _interrupted_line(signum: int) -> str:
+    return f"interrupted ({signal.Signals(signum).name}): nothing was written; rerun to resume"
+
+
+def _exit_now(status: int) -> None:
+    """End a launched worker that failed or was stopped, now: its outputs were rolled back and its
+    line reported, so nothing is left to do. Not Python's orderly exit: that collects the garbage
+    of every module torch, transformers and datasets loaded, which took 5 s per worker on two
+    idle cores and beyond the launcher's 30 s grace on a loaded machine, after which torch's
+    elastic agent SIGKILLs the workers: a SIGTERM then stopped the stage only after 30 s."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
+
+
+def _stop_now(signum: int) -> None:
+    """A launched worker still running ``lifetime.GRACE_S`` after SIGTERM / SIGINT (its handler
+    could not run: the main thread waits in a native call) leaves its line and ends."""
+    if not launch.report(_interrupted_line(signum), 128 + signum):
+        print(_interrupted_line(signum), file=sys.stderr)
+    _exit_now(128 + signum)
 
 
 def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: str | os.PathLike = PARAMS_FILE) -> None:
@@ -89,6 +113,8 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
     # The stage ends when the process that started it ends (DVC; a worker's launcher): that
     # watch sends the SIGTERM handled here (stages/lifetime.py says why it is needed).
     stop_watching = lifetime.watch(lifetime.owners() if previous is not None else [])
+    # A worker stops within seconds of the launcher's SIGTERM, even blocked in a collective.
+    stop_deadline = lifetime.deadline(_stop_now) if previous is not None and launch.launched() else None
     try:
         # Under torchrun only the first process (RANK 0) writes outputs; the others have nothing
         # to guard, and would see rank 0's finished outputs as data changed under them.
@@ -106,10 +132,11 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
         _fail(exc.line, exc.status)
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        _fail(f"interrupted ({signal.Signals(signum).name}): nothing was written; rerun to resume",
-              128 + signum)
+        _fail(_interrupted_line(signum), 128 + signum)
     finally:
         stop_watching()
+        if stop_deadline is not None:
+            stop_deadline()
         _guard = None
         launch.destroy_process_group()
         if previous is not None:

@@ -14,9 +14,10 @@ the same as ``nvidia-smi``'s (CUDA's default puts the fastest GPU first).
 
 Several experiments on one machine (``dvc queue start -j N``, or two ``dvc exp run --temp`` by
 hand) share its GPUs through leases: a stage takes its ``processes`` GPUs from the pool with an
-exclusive ``flock`` on one file per GPU in a folder every process on the machine sees
-(``STAGES_LEASE_DIR``, default ``<tmp>/stages-device-leases``), holds them as long as it runs, and
-waits, saying so, while too few are free. The kernel releases a ``flock`` when its process ends,
+exclusive ``flock`` on one file per GPU, named by the GPU's UUID, in a folder every process and
+every user on the machine can use (``STAGES_LEASE_DIR``, default ``<tmp>/stages-device-leases``,
+made rwxrwxrwt like /tmp), holds them as long as it runs, and waits, saying so, while too few
+are free. The kernel releases a ``flock`` when its process ends,
 however it ends, so a killed experiment never strands a GPU. A machine without GPUs can declare
 a pool of its own (``STAGES_DEVICE_POOL=a,b``) to run at most that many stages at once, on the CPU.
 
@@ -63,16 +64,25 @@ class DeviceError(InputError):
     """The machine cannot give the stage the devices its params ask for."""
 
 
-def listed_gpus() -> list[str]:
-    """The indices of the GPUs ``nvidia-smi -L`` lists (none without the driver's tool)."""
+def _listing() -> str:
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return []
+        return ""
     try:
-        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
-    return re.findall(r"^GPU (\d+):", listing, flags=re.MULTILINE)
+        return ""
+
+
+def listed_gpus() -> list[str]:
+    """The indices of the GPUs ``nvidia-smi -L`` lists (none without the driver's tool)."""
+    return re.findall(r"^GPU (\d+):", _listing(), flags=re.MULTILINE)
+
+
+def gpu_uuids() -> dict[str, str]:
+    """``{index: UUID}`` of the GPUs ``nvidia-smi -L`` lists: what names a GPU across the node.
+    Two Slurm jobs on one node each number their own GPUs from 0; their UUIDs differ."""
+    return dict(re.findall(r"^GPU (\d+):.*\(UUID: ([^)\s]+)\)", _listing(), flags=re.MULTILINE))
 
 
 def pool() -> list[str]:
@@ -126,23 +136,52 @@ def lease_dir() -> Path:
     return Path(os.environ.get(LEASES) or Path(tempfile.gettempdir()) / "stages-device-leases")
 
 
+def _open_shared(path: str, flags: int) -> int:
+    """``open``'s opener for a lease file every user of the node can lock and write (rw-rw-rw-,
+    whatever the umask): the first user to lease creates it, the next may be someone else."""
+    fd = os.open(path, flags, 0o666)
+    if os.fstat(fd).st_uid == os.getuid():
+        os.fchmod(fd, 0o666)
+    return fd
+
+
+def _shared_folder(folder: Path) -> None:
+    """Create the lease folder usable by every user of the node: rwxrwxrwt, like /tmp (anyone
+    creates a lease file; only its owner removes it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.stat().st_uid == os.getuid():
+        folder.chmod(0o1777)
+
+
 def lease(devices: list[str], count: int, poll_s: float = 2.0) -> list[str]:
     """Lease ``count`` of ``devices`` for as long as this process runs, waiting while fewer are free.
 
     Leases are taken under a short lock on the whole folder, so two stages never each hold part
-    of what the other needs. Each lease file names its holder (pid and folder) for the message
-    of whoever waits."""
+    of what the other needs. A lease is named by the GPU's UUID (a device not listed by
+    ``nvidia-smi``, e.g. a declared pool's label, by itself): an index names another GPU in
+    another Slurm job on the same node. Each lease file names its holder (pid and folder) for
+    the message of whoever waits."""
     folder = lease_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    names = gpu_uuids()
+    try:
+        _shared_folder(folder)
+        return _lease(folder, {device: names.get(device, device) for device in devices}, count, poll_s)
+    except PermissionError as exc:
+        raise DeviceError(f"{LEASES}: {folder} is not writable by this user ({exc.strerror}: {exc.filename}); "
+                          f"its owner can share it (chmod 1777 {folder}), or set {LEASES} to a folder every "
+                          "user of the node can write") from None
+
+
+def _lease(folder: Path, names: dict[str, str], count: int, poll_s: float) -> list[str]:
     waiting_since = None
     while True:
-        with open(folder / ".pool.lock", "a") as whole:
+        with open(folder / ".pool.lock", "a", opener=_open_shared) as whole:
             fcntl.flock(whole, fcntl.LOCK_EX)
             taken, holders = [], []
-            for device in devices:
+            for device, name in names.items():
                 if len(taken) == count:
                     break
-                handle = open(folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', device)}.lease", "a+")
+                handle = open(folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lease", "a+", opener=_open_shared)
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -166,7 +205,7 @@ def lease(devices: list[str], count: int, poll_s: float = 2.0) -> list[str]:
                 handle.close()  # closing releases its flock
         if waiting_since is None:
             waiting_since = time.monotonic()
-            log.warning("waiting for %d free device(s) of %s; held: %s", count, ", ".join(devices),
+            log.warning("waiting for %d free device(s) of %s; held: %s", count, ", ".join(names),
                         "; ".join(holders))
         time.sleep(poll_s)
 

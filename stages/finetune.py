@@ -12,8 +12,10 @@ Checkpoints live in ``{paths.checkpoints}/<variant>``, git-ignored and not a sta
 neither caches nor deletes them between runs. A rerun after a crash resumes from the newest
 checkpoint that passes ``check_checkpoint`` (its step matches its name and ``max_steps``, its
 weights and optimizer state load); one that fails is moved to ``set-aside/`` with one log line and
-the next older one is tried, then a fresh start. Only checkpoints written with the same params and
-data are resumed: the folder carries a fingerprint of both, and a mismatch clears it. A checkpoint
+the next older one is tried, then a fresh start. With several processes that choice is made once,
+by node 0's launcher before the workers start, and every worker resumes from it
+(``decide_resume``). Only checkpoints written with the same params, data and number of nodes are
+resumed: the folder carries a fingerprint of them, and a mismatch clears it. A checkpoint
 at the last step (the final save failed) is finished without training: same state, same best
 weights, no extra step. Once the weights are in place the checkpoints are removed.
 """
@@ -63,7 +65,7 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
     from transformers import Seq2SeqTrainingArguments
 
     sharding = {"fsdp": True, "fsdp_config": fsdp_config(train)} if fsdp else {}
-    return Seq2SeqTrainingArguments(
+    args = Seq2SeqTrainingArguments(
         **sharding,
         output_dir=str(output_dir),
         learning_rate=learning_rate,
@@ -105,15 +107,29 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         report_to=report_to,
         disable_tqdm=False,
     )
+    if fsdp:
+        # FSDP trains in the precision one process and DDP do: fp32 weights, bf16 compute by
+        # autocast (train.bf16), gradients reduced in fp32. accelerate's bf16 policy would
+        # instead gather the weights in bf16 and reduce gradients in bf16, so the full
+        # fine-tune's result would depend on full.fsdp. (The price: fp32 gathers, twice bf16's
+        # traffic.) Set here because transformers passes no policy through fsdp_config.
+        fp32 = torch.float32
+        args.fsdp_plugin_args["mixed_precision_policy"] = {"param_dtype": fp32, "reduce_dtype": fp32,
+                                                           "output_dtype": fp32}
+    return args
 
 
-def fingerprint(params: Params, variant: str, tokenized: Path) -> str:
-    """What a checkpoint must share with this run to be resumed from."""
+def fingerprint(params: Params, variant: str, tokenized: Path, nodes: int) -> str:
+    """What a checkpoint must share with this run to be resumed from: params, data and the world
+    size (``train.processes`` per node x ``nodes``), which decides the effective batch and how
+    many batches a resume skips."""
     digest = hashlib.sha256(variant.encode())
     for section in (params.seed, params.model, getattr(params, variant), params.train):
         digest.update(json.dumps(section if isinstance(section, int) else section.model_dump(),
                                  sort_keys=True).encode())
     digest.update(modeling.folder_hash(tokenized).encode())
+    if nodes != 1:  # one node adds nothing, so single-node checkpoints keep their fingerprint
+        digest.update(f"nodes={nodes}".encode())
     return digest.hexdigest()
 
 
@@ -128,7 +144,7 @@ def checkpoint_folder(params: Params, variant: str) -> Path:
     """
     root = os.environ.get("DVC_ROOT")
     if root and Path(root).resolve() != Path.cwd().resolve():
-        key = fingerprint(params, variant, Path(params.paths.tokenized))[:16]
+        key = fingerprint(params, variant, Path(params.paths.tokenized), launch.nodes())[:16]
         return Path(root) / params.paths.checkpoints / f"{variant}-{key}"
     return params.paths.checkpoint_dir(variant)
 
@@ -161,6 +177,37 @@ def newest_checkpoint(folder: Path, max_steps: int) -> Path | None:
         checkpoint.rename(aside)
         log.warning("set aside %s: %s (moved to %s)", checkpoint, problem, aside)
     return None
+
+
+RESUME = "resume.json"  # the checkpoint a launch's workers resume from, chosen once by its launcher
+
+
+def decide_resume(folder: Path, max_steps: int, run_id: str) -> Path | None:
+    """In the launcher of several processes (node 0's), before any worker starts: choose the
+    checkpoint they all resume from (``newest_checkpoint``, setting bad ones aside) and leave the
+    choice in ``<folder>/resume.json`` for launch ``run_id``. The folder is shared by the nodes.
+
+    Not every worker for itself: each would load every candidate's weights and optimizer state
+    into CPU memory at once (several GB per rank for flan-t5-base's full fine-tune), and a rank
+    whose load failed would set aside the checkpoint the others resume from, so the ranks would
+    resume from different steps."""
+    resume = newest_checkpoint(folder, max_steps)
+    decision = {"run_id": run_id, "checkpoint": resume.name if resume else None}
+    (folder / RESUME).write_text(json.dumps(decision) + "\n")  # now, not at the stage's commit
+    return resume
+
+
+def decided_resume(folder: Path, run_id: str) -> Path | None:
+    """In a worker: the checkpoint its launcher chose for launch ``run_id`` (``decide_resume``),
+    taken as it is: a worker never checks, nor moves, a checkpoint the others resume from."""
+    try:
+        decision = json.loads((folder / RESUME).read_text())
+    except (OSError, ValueError):
+        decision = {}
+    if not isinstance(decision, dict) or decision.get("run_id") != run_id:
+        raise RuntimeError(f"{folder / RESUME}: no checkpoint was chosen for this launch ({run_id}): "
+                           "start the stage itself (python -m stages.train_<variant>), not its workers")
+    return folder / decision["checkpoint"] if decision.get("checkpoint") else None
 
 
 def _step_of_name(checkpoint: Path) -> int:
@@ -221,7 +268,7 @@ def sharded(fsdp: bool) -> bool:
 def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpoints: Path,
                  curves: Path | None, fsdp: bool = False):
     import datasets
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Seq2SeqTrainer
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback
 
     from stages import tracking  # imports transformers: kept out of --help and params checks
 
@@ -244,13 +291,15 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
         # The probe runs the whole model on one GPU, which is what sharding avoids needing.
         log.info("full.fsdp: no batch probe; the batch is train.batch_size x gradient_accumulation_steps")
     elif cfg.auto_find_batch_size and args.device.type == "cuda":
+        reserve = batching.ddp_headroom(model) if launch.world_size() > 1 else 0  # (FSDP probes nothing)
         fits = batching.worst_case_probe(model, batching.worst_case(data["train"]), collator, args.device,
-                                         bf16, cfg.gradient_checkpointing)
+                                         bf16, cfg.gradient_checkpointing, reserve)
         args.per_device_train_batch_size, args.gradient_accumulation_steps = batching.settle(
             fits, cfg.batch_size, cfg.gradient_accumulation_steps, batching.agree_across_ranks)
+        batching.release(args.device)
     if args.n_gpu > 1:  # devices.claim gives each process one GPU; never nn.DataParallel
         raise RuntimeError(f"this process sees {args.n_gpu} GPUs: devices.claim() was not called")
-    return Seq2SeqTrainer(
+    return seq2seq_trainer(
         model=model,
         args=args,
         train_dataset=data["train"],
@@ -261,15 +310,59 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
     )
 
 
+def seq2seq_trainer(**kwargs):
+    """``Seq2SeqTrainer(**kwargs)`` whose length-grouped sampler (``train.group_by_length``) draws
+    each epoch's order from the run's seed and the epoch, as the random sampler does (accelerate
+    seeds that one per epoch), so a resumed run trains on the batches the uninterrupted one would.
+
+    The Trainer's own ``LengthGroupedSampler`` draws from the global random state when an epoch
+    starts: a resume skips its first batches (``skip_first_batches``) in another order than the
+    one the checkpoint's steps trained on. The epoch is set when the Trainer starts one
+    (``_run_epoch``): accelerate's ``set_epoch`` does not reach a sampler behind a skipping and
+    sharding batch sampler, which is the resumed epoch under several processes."""
+    import torch
+    from transformers import Seq2SeqTrainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    class Trainer(Seq2SeqTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                sampler = self._epoch_seeded = EpochSeededSampler(sampler.batch_size, sampler.lengths, seed)
+            return sampler
+
+        def _run_epoch(self, **kwargs):
+            if (sampler := getattr(self, "_epoch_seeded", None)) is not None:
+                sampler.set_epoch(kwargs["epoch"])
+            return super()._run_epoch(**kwargs)
+
+    return Trainer(**kwargs)
+
+
 def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
         save: Callable[[object, Path, dict | None], None], fsdp: bool = False) -> dict | None:
     """Train ``model``, ``save(trained_model, folder, state_dict or None)`` its weights into
     ``{paths.models}/<variant>`` and return the training metrics (``None`` on ranks > 0)."""
     paths = params.paths
     checkpoints = checkpoint_folder(params, variant)
-    if not launch.launched():  # with several processes, run() prepared them once, before launch
-        prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized)))
-    resume = newest_checkpoint(checkpoints, params.train.max_steps)
+    if launch.launched():  # several processes: node 0's launcher prepared and chose, before launch
+        resume = decided_resume(checkpoints, launch.worker_run_id())
+    else:
+        prepare_checkpoints(checkpoints, fingerprint(params, variant, Path(paths.tokenized), launch.nodes()))
+        resume = newest_checkpoint(checkpoints, params.train.max_steps)
     done = False
     if resume:
         log.info("resuming from %s (step %s)", resume, resume.name.split("-")[-1])
@@ -296,6 +389,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Sharded weights are gathered into one state dict by every process together, before the
     # others leave; only the first saves it.
     state = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
+    peak_mb = launch.largest(modeling.peak_memory_mb())  # every rank takes part; the largest counts
     if not trainer.is_world_process_zero():
         return None
 
@@ -307,7 +401,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Keeping them would make a forced rerun "resume" at the last step instead of training again.
     # Not before: a stage refused at the end (stages.guard) must still be able to resume.
     atomic.after_commit(lambda: clear_checkpoints(checkpoints))
-    return cost_metrics(trainer, output, wall, resume, weights_mb)
+    return cost_metrics(trainer, output, wall, resume, weights_mb, peak_mb)
 
 
 @contextmanager
@@ -367,7 +461,8 @@ def finish(trainer, checkpoint: Path):
     return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
-def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: float) -> dict:
+def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: float,
+                 peak_mb: float) -> dict:
     """What training gave and cost; rates count this run's work only (not a resumed run's past).
 
     Input tokens are the examples this run trained on times the training set's mean source
@@ -400,7 +495,7 @@ def cost_metrics(trainer, output, wall: float, resume: Path | None, weights_mb: 
         "wall_time_s": round(wall, 2),
         "samples_per_second": output.metrics.get("train_samples_per_second"),
         "input_tokens_per_second": round(tokens / wall, 1),
-        "peak_memory_mb": modeling.peak_memory_mb(),
+        "peak_memory_mb": peak_mb,  # the largest of any process's (GPU memory, else resident memory)
         "bf16": args.bf16,
         "weights_mb": weights_mb,
     }
@@ -429,8 +524,8 @@ def run(variant: str, doc: str, argv: list[str] | None,
         if launch.needed(params.train.processes):
             if launch.node_rank() == 0:  # once, not in every rank or node (the folder is shared)
                 folder = checkpoint_folder(params, variant)
-                prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized)))
-                newest_checkpoint(folder, params.train.max_steps)  # set bad ones aside
+                prepare_checkpoints(folder, fingerprint(params, variant, Path(params.paths.tokenized), launch.nodes()))
+                decide_resume(folder, params.train.max_steps, launch.run_id())
             launch.relaunch(f"stages.train_{variant}", params.train.processes, sys.argv[1:])
         metrics = train(params)
         if metrics is not None:

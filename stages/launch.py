@@ -54,6 +54,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def local_rank() -> int:
+    """This process's index on its node: its GPU (``cuda:LOCAL_RANK``) when it has one."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -64,6 +69,24 @@ def nodes() -> int:
 
 def node_rank() -> int:
     return int(os.environ.get("STAGES_NODE_RANK", "0"))
+
+
+_own_run_id: list[str] = []  # this launcher's run id, once made (one node)
+
+
+def run_id() -> str:
+    """The id of the launch this process makes: ``STAGES_RDZV_ID`` across nodes (the same in
+    every node's launcher), else one made here, once. Its workers see it as ``worker_run_id()``."""
+    if nodes() > 1:
+        return os.environ.get("STAGES_RDZV_ID", "")
+    if not _own_run_id:
+        _own_run_id.append(str(uuid.uuid4()))
+    return _own_run_id[0]
+
+
+def worker_run_id() -> str:
+    """In a launched worker: the id of the launch that started it (torch's elastic agent sets it)."""
+    return os.environ.get("TORCHELASTIC_RUN_ID", "")
 
 
 def needed(processes: int) -> bool:
@@ -109,6 +132,18 @@ def barrier() -> None:
         dist.barrier()
 
 
+def largest(value: float) -> float:
+    """The largest of every rank's ``value`` (each rank calls it), or ``value`` with one process."""
+    if (dist := _group()) is None:
+        return value
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    values = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return float(values.item())
+
+
 def destroy_process_group() -> None:
     """Leave the process group, if this process joined one (NCCL warns at exit otherwise)."""
     if (dist := _group()) is not None:
@@ -139,14 +174,14 @@ def relaunch(module: str, processes: int, argv: list[str]) -> None:
 
     count = nodes()
     if count > 1:  # every node's launcher meets the others at the endpoint
-        endpoint, run_id = os.environ.get("STAGES_RDZV_ENDPOINT"), os.environ.get("STAGES_RDZV_ID")
-        if not (endpoint and run_id):
+        endpoint = os.environ.get("STAGES_RDZV_ENDPOINT")
+        if not (endpoint and run_id()):
             raise InputError(f"STAGES_NNODES={count}: set STAGES_RDZV_ENDPOINT (host:port of one node, "
                              "the same on every node) and STAGES_RDZV_ID (e.g. the scheduler's job id)")
     else:  # torchrun --standalone: a rendezvous on a free local port, a fresh id
-        endpoint, run_id = "localhost:0", str(uuid.uuid4())
+        endpoint = "localhost:0"
     config = LaunchConfig(min_nodes=count, max_nodes=count, nproc_per_node=processes, rdzv_backend="c10d",
-                          rdzv_endpoint=endpoint, run_id=run_id, max_restarts=0)
+                          rdzv_endpoint=endpoint, run_id=run_id(), max_restarts=0)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # our one line says it
     log.info("launching %d processes on node %d of %d: python -m %s %s", processes, node_rank(), count,
              module, " ".join(argv))

@@ -89,6 +89,45 @@ def watch(processes: list) -> Callable[[], None]:
     return stop.set
 
 
+STOPPING = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def deadline(expire: Callable[[int], None], grace_s: float = GRACE_S) -> Callable[[], None]:
+    """Call ``expire(signum)`` (which ends the process) ``grace_s`` after this process received
+    SIGTERM or SIGINT, unless the returned function was called first (call both from the main
+    thread, after the signals' handlers are installed).
+
+    A Python signal handler runs only in the main thread, between two bytecodes: a main thread
+    waiting in a native call (a collective whose peer already stopped, a long kernel) never runs
+    it. The interpreter's own C handler still writes the signal's number to the wakeup file
+    descriptor at once, and a thread waiting on it here starts the clock."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:  # other handled signals (a DataLoader's SIGCHLD) write their numbers too
+            try:
+                received = os.read(read_end, 1)
+            except OSError:  # closed: stopped
+                return
+            if not received or stop.is_set():
+                return
+            if received[0] in STOPPING:
+                break
+        if not stop.wait(grace_s):
+            expire(received[0])
+
+    def stop_watching() -> None:
+        stop.set()
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)  # the thread's read returns empty, and it ends
+
+    threading.Thread(target=loop, name="stage-signal-deadline", daemon=True).start()
+    return stop_watching
+
+
 def _describe(process) -> str:
     import psutil
 

@@ -189,9 +189,11 @@ def weights_kwargs(weights: str, cuda: bool) -> dict:
     return {"dtype": torch.float32, "quantization_config": quant}
 
 
-def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "fp32") -> PreTrainedModel:
+def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "fp32",
+               gpu: int = 0) -> PreTrainedModel:
     """A freshly loaded seq2seq model in fp32; ``dropout_rate`` overrides the config's when given;
-    ``weights`` (``train.base_weights``: fp32, bf16, int8, int4) loads LoRA's frozen base smaller.
+    ``weights`` (``train.base_weights``: fp32, bf16, int8, int4) loads LoRA's frozen base smaller,
+    a quantized one straight onto CUDA device ``gpu`` (the process's own: ``LOCAL_RANK``).
 
     The dtype is stated: transformers 5 loads in the dtype the checkpoint was published in
     (``dtype="auto"``), so a base model published in bf16 would train, and merge the adapter, in
@@ -210,7 +212,10 @@ def load_model(folder: Path, dropout_rate: float | None = None, weights: str = "
         # Not a declared dependency: a GPU-only library, installed by those who quantize.
         if find_spec("bitsandbytes") is None:
             raise ModelError(f"train.base_weights: {weights} needs bitsandbytes: pip install bitsandbytes")
-        overrides["device_map"] = {"": torch.cuda.current_device()}  # quantized weights load onto the GPU
+        # Quantized weights load onto the GPU, each process's onto its own: nothing set the device
+        # yet (accelerate does, later), so current_device() is 0 in every rank; transformers then
+        # takes ranks >= 1 for model parallel and accelerate refuses a 4/8-bit model there.
+        overrides["device_map"] = {"": gpu}
     with _own_head_quietly(), loading(folder):
         return AutoModelForSeq2SeqLM.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=False, **overrides

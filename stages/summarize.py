@@ -18,7 +18,8 @@ summary here is what the scores measured. The adapter loads from safetensors onl
 Input is text (dialogues separated by a blank line), jsonl, json (one array, or JSON Lines) or
 csv (a ``dialogue`` column or key, an optional ``id``), told by the file's suffix or ``--format``.
 Output is one summary per line (``--out text``) or jsonl with the id. Generation is batched, in
-bf16 on a GPU that has it, fp32 elsewhere. Bad input is one ``error:`` line and exit status 1.
+the dtype ``generate.bf16`` asks for (as infer), on one GPU leased as the stages lease theirs
+(``stages/devices.py``), or the CPU. Bad input is one ``error:`` line and exit status 1.
 
 ``--merge DIR`` writes the base model with the adapter folded into its weights (safetensors, fp32)
 and the tokenizer: a plain model that ``AutoModelForSeq2SeqLM.from_pretrained`` loads, for
@@ -36,7 +37,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from stages import checksums, cli, modeling, prompt, sources
+from stages import checksums, cli, devices, modeling, prompt, sources
 from stages.atomic import atomic_path
 from stages.errors import DataError, InputError, ModelError
 from stages.params import Generate, Model, Params, load_params, parse_params, read_yaml
@@ -234,7 +235,10 @@ def main(argv: list[str] | None = None) -> None:
                 if args.input is None:
                     return
             rows = read_input(args.input, args.format)  # before loading: bad input fails at once
-            bf16 = modeling.use_bf16("auto", "generation")
+            # A GPU of its own, leased as the stages lease theirs (never one a queued experiment
+            # holds), and generate.bf16 as infer used it: the summaries are those that were scored.
+            devices.claim(1, "generate.processes")
+            bf16 = modeling.use_bf16(params.generate.bf16, "generate.bf16")
             import torch
 
             model, tokenizer = load(adapter, params, merge=params.generate.merge_lora,

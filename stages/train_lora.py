@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from stages import finetune, modeling
+from stages import finetune, launch, modeling
 from stages.errors import ModelError
 from stages.params import Lora, Params
 
@@ -72,7 +72,8 @@ def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
     resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
-    frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, params.train.base_weights)
+    frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, params.train.base_weights,
+                                 launch.local_rank())
     if params.train.base_weights in ("int8", "int4"):  # QLoRA: the quantized base made trainable through
         from peft import prepare_model_for_kbit_training  # fp32 norms and (optionally) checkpointing
 

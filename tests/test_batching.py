@@ -98,18 +98,55 @@ def test_the_probe_runs_the_worst_case_step_and_changes_no_weight(tiny_model, mo
 def _rank(rank: int, init: str, limits: list[int], results) -> None:
     import torch.distributed as dist
 
+    from stages import launch
+
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=len(limits))
     try:
         fits, _ = oom_above(limits[rank])
-        results[rank] = batching.settle(fits, 32, 2, batching.agree_across_ranks)
+        # The peak memory recorded is the largest of any rank's (here: its limit, in MB).
+        results[rank] = (*batching.settle(fits, 32, 2, batching.agree_across_ranks),
+                         launch.largest(float(limits[rank])))
     finally:
         dist.destroy_process_group()
 
 
 def test_two_gloo_ranks_settle_on_the_same_batch(tmp_path):
-    """Rank 0 fits 16, rank 1 only 4: both train 4 x 16 (a rank alone at 16 would deadlock DDP)."""
+    """Rank 0 fits 16, rank 1 only 4: both train 4 x 16 (a rank alone at 16 would deadlock DDP);
+    both record the larger peak."""
     import torch.multiprocessing as mp
 
     results = mp.Manager().dict()
     mp.spawn(_rank, args=(f"file://{tmp_path / 'rendezvous'}", [16, 4], results), nprocs=2, join=True)
-    assert dict(results) == {0: (4, 16), 1: (4, 16)}
+    assert dict(results) == {0: (4, 16, 16.0), 1: (4, 16, 16.0)}
+
+
+def test_the_probe_holds_ddps_buckets_and_hands_its_memory_back(tiny_model, monkeypatch):
+    """Under DDP (a full fine-tune without FSDP) each candidate must fit beside DDP's gradient
+    buckets, a second copy of the trained weights' gradients; after settling, what the failed
+    candidates left in torch's cache goes back and the peak count restarts (so the recorded peak
+    is training's, and NCCL's buffers find room)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    model = modeling.load_model(tiny_model, dropout_rate=0.0)
+    reserve = batching.ddp_headroom(model)
+    assert reserve == 4 * sum(p.numel() for p in model.parameters())  # every weight trains, in fp32
+    assert batching.ddp_headroom(add_lora(modeling.load_model(tiny_model), LORA, seed=0)) < reserve / 10
+
+    held = []
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: held.append((a, k.get("dtype"))) or empty(*a, **k))
+    worst = batching.worst_case({"input_ids": tokenizer(["a short dialogue"])["input_ids"],
+                                 "labels": tokenizer(text_target=["short"])["input_ids"]})
+    fits = batching.worst_case_probe(model, worst, DataCollatorForSeq2Seq(tokenizer, model=model), "cpu",
+                                     bf16=False, checkpointing=False, reserve=reserve)
+    fits(2)
+    assert ((reserve,), torch.uint8) in held
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset_peak"))
+    batching.release("cpu")
+    assert calls == []
+    batching.release(torch.device("cuda", 0))
+    assert calls == ["empty_cache", "reset_peak"]

@@ -27,10 +27,11 @@ def _environment_restored(tmp_path):
         devices._held.pop().close()
 
 
-def fake_nvidia_smi(folder: Path, gpus: int) -> Path:
-    """A ``nvidia-smi`` that lists ``gpus`` H200s, as the driver's tool does with ``-L``."""
+def fake_nvidia_smi(folder: Path, gpus: int, first: int = 0) -> Path:
+    """A ``nvidia-smi`` that lists ``gpus`` H200s, as the driver's tool does with ``-L``; indices
+    from 0, UUIDs from the node's GPU ``first`` on (what a Slurm job confined to them sees)."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = "".join(f"echo 'GPU {i}: NVIDIA H200 (UUID: GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd)'\n"
+    lines = "".join(f"echo 'GPU {i}: NVIDIA H200 (UUID: GPU-0000000{first + i}-aaaa-bbbb-cccc-dddddddddddd)'\n"
                     for i in range(gpus))
     script = folder / "nvidia-smi"
     script.write_text(f"#!/bin/sh\n{lines}")
@@ -59,9 +60,42 @@ def test_one_process_takes_one_gpu_of_eight(eight_gpus):
     devices._held.clear()     # files see it (the first one's lease stays open, and locked)
     os.environ.pop("CUDA_VISIBLE_DEVICES")
     assert devices.claim(1, "train.processes") == ["1"]  # leased: it gets another GPU
-    assert first[0].name.endswith("0.lease")
+    assert first[0].name.endswith("GPU-00000000-aaaa-bbbb-cccc-dddddddddddd.lease")
     assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA's numbering = nvidia-smi's
     assert devices.in_use() == "1"
+
+
+def test_two_slurm_jobs_on_one_node_lease_their_own_gpus(tmp_path, monkeypatch):
+    """Each job numbers its GPUs from 0 (CUDA_VISIBLE_DEVICES=0): leases named by index would make
+    the second wait for the first's GPU 0, another GPU; named by UUID, both run at once."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(devices.log, "warning", lambda *a: pytest.fail("waited for a GPU nobody holds"))
+    for job, first in enumerate((0, 4)):  # the node's GPU 0, then its GPU 4
+        smi = fake_nvidia_smi(tmp_path / f"job{job}", 1, first=first)
+        monkeypatch.setenv("PATH", f"{smi}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+        held = devices._held[:]  # the other job's leases stay held, as another process's
+        devices._held.clear()
+        assert devices.claim(1, "train.processes") == ["0"]
+        devices._held[:0] = held
+    assert sorted(Path(h.name).name for h in devices._held) == [
+        "GPU-00000000-aaaa-bbbb-cccc-dddddddddddd.lease", "GPU-00000004-aaaa-bbbb-cccc-dddddddddddd.lease"]
+
+
+def test_the_lease_folder_is_usable_by_every_user_of_the_node(eight_gpus):
+    """Made by one user, the folder and its files stay writable by the others (another user got
+    PermissionError on the pool's lock), whatever the first one's umask."""
+    umask = os.umask(0o077)
+    try:
+        devices.claim(1, "train.processes")
+    finally:
+        os.umask(umask)
+    folder = devices.lease_dir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o1777
+    assert {stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()} == {0o666}
+    assert {f.name for f in folder.iterdir()} == {".pool.lock", "GPU-00000000-aaaa-bbbb-cccc-dddddddddddd.lease"}
 
 
 def test_n_processes_take_n_gpus(eight_gpus):

@@ -71,3 +71,52 @@ def test_a_stage_run_by_hand_watches_nothing(monkeypatch):
     assert lifetime.owners() == []
     monkeypatch.setenv("DVC_STAGE", "train_lora")
     assert [p.pid for p in lifetime.owners()][:1] == [os.getppid()]
+
+
+WORKER = f"""
+import atexit, os, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from stages import cli
+
+def body():
+    atexit.register(lambda: open("finalized", "w").close())  # Python's orderly shutdown ran
+    if sys.argv[1] == "native":
+        import torch
+        pending = torch.futures.Future()  # never completed: as a collective whose peer stopped
+        open("started", "w").close()
+        pending.wait()  # waits in C++: the Python handler cannot run here
+    open("started", "w").close()
+    while True:
+        time.sleep(0.05)
+
+cli.run(body)
+"""
+
+
+@pytest.mark.parametrize("waiting", ["native", "python"])
+def test_a_launched_worker_stops_at_once_on_sigterm(tmp_path, waiting):
+    """A worker of a multi-process stage ends within seconds of the launcher's SIGTERM: waiting in
+    Python, its handler reports and it ends without Python's orderly shutdown (a garbage collection
+    of torch's and transformers' modules that outlasted the launcher's 30 s grace on a loaded
+    machine); waiting in a native call, where no Python handler runs, it ends lifetime.GRACE_S
+    later. Either way with the "interrupted" line for its launcher, and exit status 143."""
+    import signal
+
+    (tmp_path / "worker.py").write_text(WORKER)
+    (tmp_path / "errors").mkdir()
+    env = dict(os.environ, LOCAL_RANK="0", RANK="0", WORLD_SIZE="1", STAGE_ERROR_DIR=str(tmp_path / "errors"))
+    worker = subprocess.Popen([sys.executable, "worker.py", waiting], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # into the wait
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    assert worker.returncode == 143, err[-2000:]
+    assert (tmp_path / "errors" / "rank-0").read_text() == \
+        "143\ninterrupted (SIGTERM): nothing was written; rerun to resume\n"
+    assert not (tmp_path / "finalized").exists()

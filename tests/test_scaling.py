@@ -15,12 +15,23 @@ def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+# CPU threads per worker process, the same however the processes are spread over nodes. Unset,
+# accelerate gives each CPU worker (physical cores / processes on its node) threads: 1 each for
+# one node with 2 processes on 2 cores, 2 each for 2 nodes with 1 process; and a CPU's kernels
+# may round a reduction split over 2 threads differently from one over 1 (on 2 cores here, 5
+# LoRA steps at batch 16 end with other bytes at 1 and 2 threads).
+THREADS = {"OMP_NUM_THREADS": "1"}
+
+
 @pytest.fixture(scope="module")
 def two_processes(built_project, tmp_path_factory):
     """The built project trained again as 4 x 2 processes (the built one: 8 x 1 process)."""
     two = set_params(copy_project(built_project, tmp_path_factory.mktemp("two") / "p"),
                      train__batch_size=4, train__processes=2)
-    dvc(two, "repro", "train_lora")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in THREADS.items():
+            env.setenv(name, value)
+        dvc(two, "repro", "train_lora")
     return two
 
 
@@ -42,7 +53,9 @@ def test_two_process_training_matches_one_process(built_project, two_processes):
 def test_two_nodes_train_as_one_node_with_two_processes(built_project, two_processes, tmp_path):
     """2 "nodes" x 1 process on loopback, meeting through the c10d rendezvous as a Slurm job's
     nodes do (slurm/train.sbatch), train what 1 node x 2 processes trains: the same loss curve
-    and the same adapter."""
+    and the same adapter, when each process computes with as many CPU threads in both (THREADS).
+    Which node's process the rendezvous makes rank 0 does not matter: every rank computes the same
+    way on its shard, and gloo's sum over 2 ranks is one commutative addition."""
     import socket
     import subprocess
     import sys
@@ -56,7 +69,7 @@ def test_two_nodes_train_as_one_node_with_two_processes(built_project, two_proce
     nodes = []
     for node in (0, 1):
         env = dict(stage_env(), STAGES_NNODES="2", STAGES_NODE_RANK=str(node),
-                   STAGES_RDZV_ENDPOINT=f"127.0.0.1:{port}", STAGES_RDZV_ID="two-nodes-test")
+                   STAGES_RDZV_ENDPOINT=f"127.0.0.1:{port}", STAGES_RDZV_ID="two-nodes-test", **THREADS)
         nodes.append(subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=project, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for proc in nodes:

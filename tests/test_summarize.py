@@ -214,3 +214,50 @@ def test_merge_onto_a_full_disk_is_one_line_and_writes_nothing(project, tmp_path
     assert code == 1 and "Traceback" not in err
     assert errors_of(err) == [f"error: No space left on device: {out}; free space there and rerun"]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_summaries_use_generate_bf16_on_a_gpu_of_their_own(tmp_path, monkeypatch, capsys):
+    """As infer: generate.bf16 decides the dtype (false: fp32 even where the GPU has bf16), and
+    the GPU is leased, so a summary never lands on a GPU a queued experiment holds."""
+    import os
+    import shutil
+
+    import torch
+
+    from stages import devices
+    from tests.conftest import ROOT, set_params
+    from tests.test_devices import fake_nvidia_smi
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path, generate__bf16=False)
+    (tmp_path / "one.txt").write_text("#Person1#: Hi.\n#Person2#: Hello.\n")
+    monkeypatch.setenv("PATH", f"{fake_nvidia_smi(tmp_path / 'bin', 2)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(devices.LEASES, str(tmp_path / "leases"))
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", devices.POOL, devices.CLAIMED):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU box whose GPUs have bf16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    held = devices._held[:]
+    devices._held.clear()
+    queued = devices.lease(devices.pool(), 1)  # a queued experiment holds the first GPU
+    experiment = devices._held[:]
+    devices._held.clear()
+    loaded = {}
+
+    def load(adapter, params, merge, dtype=None):
+        loaded.update(dtype=dtype, gpu=os.environ["CUDA_VISIBLE_DEVICES"])
+        raise DataError("loaded")  # far enough
+
+    monkeypatch.setattr(summarize, "load", load)
+    environment = dict(os.environ)
+    try:
+        with pytest.raises(SystemExit):
+            summarize.main([str(tmp_path / "one.txt"), "--params", str(tmp_path / "params.yaml")])
+    finally:
+        for handle in experiment + devices._held:
+            handle.close()
+        devices._held[:] = held
+        os.environ.clear()  # claim() narrowed CUDA_VISIBLE_DEVICES for the process
+        os.environ.update(environment)
+    assert loaded["dtype"] == torch.float32
+    assert loaded["gpu"] != queued[0] and loaded["gpu"] in devices.listed_gpus()

@@ -83,6 +83,76 @@ def test_checkpoints_cut_short_are_set_aside(tmp_path):
     assert sorted(p.name for p in (folder / "set-aside").iterdir()) == ["checkpoint-30", "checkpoint-40"]
 
 
+def test_workers_resume_where_the_launcher_chose_and_move_no_checkpoint(tmp_path, monkeypatch):
+    """With several processes the launcher chooses the checkpoint once; a worker whose own load of
+    it would fail (an allocation failure on rank 1) still resumes from it, as rank 0 does, and
+    neither checks nor sets aside the checkpoint the others resume from."""
+    from stages import finetune
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    params = load_params(ROOT / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    folder = finetune.checkpoint_folder(params, "lora")
+    for step in (100, 200):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    monkeypatch.setattr(finetune, "check_checkpoint", lambda checkpoint, max_steps: None)
+    assert finetune.decide_resume(folder, params.train.max_steps, "run-1") == folder / "checkpoint-200"
+
+    def rank_1_cannot_load(checkpoint, max_steps):
+        return "optimizer.pt does not load (OutOfMemoryError: DefaultCPUAllocator: can't allocate memory)"
+
+    resumed = []
+
+    class Trainer:  # stands for the Trainer the worker builds: only what fit() asks of it
+        def train(self, resume_from_checkpoint=None):
+            resumed.append(resume_from_checkpoint)
+
+        def is_world_process_zero(self):
+            return False
+
+    monkeypatch.setattr(finetune, "check_checkpoint", rank_1_cannot_load)
+    monkeypatch.setattr(finetune, "make_trainer", lambda *args, **kwargs: Trainer())
+    for name, value in {"LOCAL_RANK": "1", "RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "run-1"}.items():
+        monkeypatch.setenv(name, value)
+    assert finetune.fit(params, "lora", object(), None, 1e-3, save=None) is None
+    assert resumed == [str(folder / "checkpoint-200")]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["checkpoint-100", "checkpoint-200"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run-2")  # a launch that chose nothing: never a guess
+    with pytest.raises(RuntimeError, match="no checkpoint was chosen for this launch"):
+        finetune.decided_resume(folder, "run-2")
+
+
+def test_a_checkpoint_of_another_node_count_is_not_resumed(tmp_path, monkeypatch):
+    """The world size decides the effective batch and the data a resume skips: checkpoints of a
+    job requeued on another number of nodes are cleared, as those of other params are; a queued
+    experiment's folder is keyed by it too."""
+    from stages import finetune
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    params = load_params(ROOT / "params.yaml")
+    tokenized = tmp_path / "tokenized"
+    tokenized.mkdir()
+    (tokenized / "data.arrow").write_bytes(b"rows")
+    folder = tmp_path / "checkpoints"
+    prepare_checkpoints(folder, finetune.fingerprint(params, "lora", tokenized, nodes=2))
+    (folder / "checkpoint-10").mkdir()
+    prepare_checkpoints(folder, finetune.fingerprint(params, "lora", tokenized, nodes=1))
+    assert not (folder / "checkpoint-10").exists()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    folders = set()
+    for nodes in ("1", "2"):
+        monkeypatch.setenv("STAGES_NNODES", nodes)
+        folders.add(finetune.checkpoint_folder(params.model_copy(update={"paths": params.paths.model_copy(
+            update={"tokenized": str(tokenized)})}), "lora"))
+    assert len(folders) == 2
+
+
 def test_adapter_bytes_do_not_depend_on_the_cache_folder(tiny_model, tmp_path):
     """The adapter names its base model by hub id and revision, never by the snapshot folder it
     was loaded from: trained from two cache folders, its files are byte-identical, and another
@@ -236,6 +306,49 @@ def test_quantized_bases_are_plumbed_and_refused_without_a_gpu(weights, tiny_mod
             modeling.load_model(tiny_model, weights=weights)
 
 
+def test_a_quantized_base_loads_onto_each_processs_own_gpu(tiny_model, monkeypatch):
+    """With several processes each rank loads its int8/int4 base onto cuda:LOCAL_RANK: nothing has
+    set a rank's device when the base loads, so "the current device" is GPU 0 in every rank, and
+    accelerate refuses a quantized model that transformers then spreads over another device."""
+    import importlib.util
+
+    import torch
+    import transformers
+
+    from stages import train_lora
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    class Loaded(Exception):
+        pass
+
+    asked = {}
+
+    def load_model(folder, dropout_rate=None, weights="fp32", gpu=0):
+        asked.update(weights=weights, gpu=gpu)
+        raise Loaded
+
+    params = load_params(ROOT / "params.yaml")
+    params = params.model_copy(update={"train": params.train.model_copy(update={"base_weights": "int4"})})
+    monkeypatch.setattr(modeling, "resolve", lambda model, hub: modeling.ResolvedModel(tiny_model, "pin"))
+    monkeypatch.setattr(modeling, "load_model", load_model)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(Loaded):
+        train_lora.train(params)
+    assert asked == {"weights": "int4", "gpu": 1}
+
+    monkeypatch.undo()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # bitsandbytes "installed"
+                        lambda name, *a: object() if name == "bitsandbytes" else find_spec(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # no rank has set its device yet
+    monkeypatch.setattr(transformers.AutoModelForSeq2SeqLM, "from_pretrained",
+                        lambda folder, **kwargs: asked.update(kwargs) or "model")
+    assert modeling.load_model(tiny_model, weights="int4", gpu=1) == "model"
+    assert asked["device_map"] == {"": 1} and asked["quantization_config"].load_in_4bit
+
+
 def test_the_full_fine_tune_on_several_processes_is_sharded_by_t5_block(tiny_model, tmp_path, monkeypatch):
     """``full.fsdp``: FSDP2 over the processes, a T5 block the wrap unit, full state dicts in the
     checkpoints, FSDP's own activation checkpointing. accelerate runs FSDP on GPUs only, so on
@@ -263,6 +376,25 @@ def test_the_full_fine_tune_on_several_processes_is_sharded_by_t5_block(tiny_mod
     assert not plugin.get("activation_checkpointing") and args.activation_checkpointing
     plain = training_args(cfg, 1e-4, tmp_path, seed=0, bf16=False, report_to=[], dataloader_workers=0)
     assert plain.fsdp_plugin_args is None and plain.activation_checkpointing
+
+
+def test_fsdp_reduces_gradients_in_fp32_as_one_process_and_ddp_do(tmp_path):
+    """Under train.bf16 accelerate gives FSDP a bf16 policy (weights gathered and gradients
+    reduced in bf16) where one process and DDP keep fp32 weights and gradients under autocast:
+    the plugin the Trainer builds keeps fp32 after accelerate applied the run's bf16."""
+    import torch
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from stages.finetune import training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    cfg = load_params(ROOT / "params.yaml").train
+    args = training_args(cfg, 1e-4, tmp_path, seed=0, bf16=True, report_to=[], dataloader_workers=0, fsdp=True)
+    plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    plugin.set_mixed_precision("bf16")  # what accelerate's state does with the Trainer's bf16
+    policy = plugin.mixed_precision_policy
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.float32, torch.float32)
 
 
 def test_a_checkpoint_written_under_fsdp_is_resumable(tiny_model, tmp_path):
@@ -313,3 +445,61 @@ def test_a_full_fine_tunes_best_checkpoint_loads_without_a_warning_about_tied_co
         assert transformers_log == []
         trainer._issue_warnings_after_load(lost)
         assert len(transformers_log) == 1 and "q.weight" in transformers_log[0]
+
+
+def _batches_trained(tiny_model, folder, interrupt_at: int | None = None, resume: str | None = None):
+    """The micro-batches (their source lengths) a 14-step run over 12 dialogues of different
+    lengths trains on with the stage's Trainer, length-grouped, 6 steps an epoch, with dropout
+    drawing from the global random state; a checkpoint every 4 steps."""
+    import datasets
+    from transformers import DataCollatorForSeq2Seq, TrainerCallback
+
+    from stages.finetune import seq2seq_trainer, training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == interrupt_at:
+                raise KeyboardInterrupt
+
+    tokenizer = modeling.load_tokenizer(tiny_model)
+    texts = [f"#Person1#: {'Two tickets to Boston, please. ' * n}\n#Person2#: That is ${n}." for n in range(1, 13)]
+    tokens = tokenizer(texts)["input_ids"]
+    data = datasets.Dataset.from_dict({
+        "input_ids": tokens, "length": [len(t) for t in tokens],
+        "labels": tokenizer(text_target=[f"{n} tickets." for n in range(1, 13)])["input_ids"]})
+    cfg = load_params(ROOT / "params.yaml").train.model_copy(update={
+        "max_steps": 14, "eval_steps": 4, "logging_steps": 100, "warmup_steps": 0, "batch_size": 2,
+        "eval_batch_size": 12, "gradient_accumulation_steps": 1, "group_by_length": True,
+        "save_total_limit": 10})
+    model = add_lora(modeling.load_model(tiny_model, dropout_rate=0.1), LORA, seed=0)
+    collate = DataCollatorForSeq2Seq(tokenizer, model=model)
+    seen = []
+
+    def recording(features):
+        seen.append(sorted(len(f["input_ids"]) for f in features))
+        return collate(features)
+
+    trainer = seq2seq_trainer(
+        model=model, args=training_args(cfg, 1e-3, folder, seed=0, bf16=False, report_to=[], dataloader_workers=0),
+        train_dataset=data, eval_dataset=data.select(range(3)), data_collator=recording, callbacks=[Interrupt()])
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except KeyboardInterrupt:
+        pass
+    return seen if trainer.state.global_step == cfg.max_steps else None
+
+
+def test_a_resumed_length_grouped_run_trains_on_the_batches_the_uninterrupted_one_would(tiny_model, tmp_path):
+    """Interrupted at step 8 (mid-epoch 2), the resumed run trains steps 9-14 on the batches the
+    uninterrupted run trained them on: the length-grouped order is drawn per epoch from the seed,
+    not from a random state that dropout moved."""
+    uninterrupted = [batch for batch in _batches_trained(tiny_model, tmp_path / "once") if len(batch) == 2]
+    assert _batches_trained(tiny_model, tmp_path / "twice", interrupt_at=8) is None
+    resumed = _batches_trained(tiny_model, tmp_path / "twice", resume=str(tmp_path / "twice" / "checkpoint-8"))
+    resumed = [batch for batch in resumed if len(batch) == 2]
+    # (accelerate's loader collates one batch ahead: a run collates one batch beyond its last step)
+    assert len(uninterrupted) >= 14 and len(resumed) >= 6
+    assert resumed == uninterrupted[-len(resumed):]
+    assert uninterrupted[:6] != uninterrupted[6:12]  # each epoch has an order of its own
