@@ -100,6 +100,15 @@ def training_args(train: Train, learning_rate: float, output_dir: Path, seed: in
         dataloader_num_workers=dataloader_workers,
         # Not include_num_input_tokens_seen: it gathers a count and syncs with the GPU on every
         # micro-batch. cost_metrics counts tokens from the data set's lengths instead.
+        # No host sync per micro-batch: the NaN/inf filter asks the GPU whether each micro-batch's
+        # loss is finite (torch.isnan(loss) in an `if`), only to log the running mean in place of
+        # a non-finite loss; unfiltered, a NaN shows in the logged loss, as it should.
+        logging_nan_inf_filter=False,
+        # Averages the token count of each step across processes (a collective per step) for a
+        # model that divides its loss by it; T5 ignores that count (accepts_loss_kwargs = False
+        # in train_lora / train_full), so the Trainer never computes one to average.
+        average_tokens_across_devices=False,
+        torch_compile=train.compile,
         seed=seed,
         data_seed=seed,
         report_to=report_to,

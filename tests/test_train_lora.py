@@ -169,10 +169,13 @@ def test_the_private_trainer_method_finish_relies_on_is_there():
     assert "best_model_checkpoint" in inspect.getsource(method)
 
 
-def test_training_steps_do_not_sync_with_the_device_to_count_tokens(tiny_model, tmp_path, monkeypatch):
+def test_training_steps_do_not_sync_with_the_device_per_micro_batch(tiny_model, tmp_path, monkeypatch):
     """Counting input tokens per micro-batch (include_num_input_tokens_seen) gathers across
-    processes and copies to the host on every micro-batch; the stage's arguments never do."""
+    processes, and the Trainer's NaN/inf log filter (logging_nan_inf_filter) asks whether each
+    micro-batch's loss is NaN: both copy to the host on every micro-batch; the stage's arguments
+    never do."""
     import datasets
+    import torch
     from accelerate import Accelerator
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
 
@@ -180,8 +183,8 @@ def test_training_steps_do_not_sync_with_the_device_to_count_tokens(tiny_model, 
     from stages.params import load_params
     from tests.conftest import ROOT
 
-    gathered = []
-    gather = Accelerator.gather
+    gathered, nan_checks = [], []
+    gather, isnan = Accelerator.gather, torch.isnan
     monkeypatch.setattr(Accelerator, "gather", lambda self, t: gathered.append(t) or gather(self, t))
     tokenizer = modeling.load_tokenizer(tiny_model)
     data = datasets.Dataset.from_dict({
@@ -194,10 +197,22 @@ def test_training_steps_do_not_sync_with_the_device_to_count_tokens(tiny_model, 
     trainer = Seq2SeqTrainer(model=model, args=training_args(cfg, 1e-3, tmp_path, 0, False, [], 0),
                              train_dataset=data, eval_dataset=data,
                              data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    monkeypatch.setattr(torch, "isnan", lambda t: nan_checks.append(t) or isnan(t))
     trainer.train()
     # One gather at the end (the mean training loss); counting tokens gathers on each of the
-    # 3 x 2 micro-batches.
-    assert trainer.state.global_step == 3 and len(gathered) <= 1
+    # 3 x 2 micro-batches, and the log filter checks each of their losses.
+    assert trainer.state.global_step == 3 and len(gathered) <= 1 and nan_checks == []
+    assert not trainer.args.average_tokens_across_devices  # a collective per step, for a count T5 ignores
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_train_compile_is_the_trainers_torch_compile(compile, tmp_path):
+    from stages.finetune import training_args
+    from stages.params import load_params
+    from tests.conftest import ROOT
+
+    cfg = load_params(ROOT / "params.yaml").train.model_copy(update={"compile": compile})
+    assert training_args(cfg, 1e-3, tmp_path, 0, False, [], 0).torch_compile is compile
 
 
 def test_a_bf16_frozen_base_trains_fp32_lora_weights(tiny_model):
