@@ -179,11 +179,11 @@ def test_training_steps_do_not_sync_with_the_device_per_micro_batch(tiny_model, 
     from accelerate import Accelerator
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
 
-    from stages.finetune import training_args
+    from stages.finetune import trainer_class, training_args
     from stages.params import load_params
     from tests.conftest import ROOT
 
-    gathered, nan_checks = [], []
+    gathered, nan_checks, counts = [], [], []
     gather, isnan = Accelerator.gather, torch.isnan
     monkeypatch.setattr(Accelerator, "gather", lambda self, t: gathered.append(t) or gather(self, t))
     tokenizer = modeling.load_tokenizer(tiny_model)
@@ -194,14 +194,23 @@ def test_training_steps_do_not_sync_with_the_device_per_micro_batch(tiny_model, 
         "max_steps": 3, "eval_steps": 100, "logging_steps": 100, "warmup_steps": 0, "batch_size": 2,
         "gradient_accumulation_steps": 2, "group_by_length": False})
     model = add_lora(modeling.load_model(tiny_model), LORA, seed=0)
-    trainer = Seq2SeqTrainer(model=model, args=training_args(cfg, 1e-3, tmp_path, 0, False, [], 0),
-                             train_dataset=data, eval_dataset=data,
-                             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    trainer = trainer_class()(model=model, args=training_args(cfg, 1e-3, tmp_path, 0, False, [], 0),
+                              train_dataset=data, eval_dataset=data,
+                              data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    assert isinstance(trainer, Seq2SeqTrainer)
     monkeypatch.setattr(torch, "isnan", lambda t: nan_checks.append(t) or isnan(t))
+    t5 = type(model.get_base_model())  # peft's model hands num_parameters on to T5's
+    count = t5.num_parameters
+    monkeypatch.setattr(t5, "num_parameters", lambda self, **kw: counts.append(kw) or count(self, **kw))
     trainer.train()
     # One gather at the end (the mean training loss); counting tokens gathers on each of the
     # 3 x 2 micro-batches, and the log filter checks each of their losses.
     assert trainer.state.global_step == 3 and len(gathered) <= 1 and nan_checks == []
+    # The FLOP count's parameters are counted once, not on each micro-batch; the count is the library's.
+    assert counts.count({"exclude_embeddings": True}) == 1
+    batch = trainer.data_collator(data.select(range(3)).to_list())
+    assert trainer.floating_point_ops(batch) == Seq2SeqTrainer.floating_point_ops(trainer, batch) > 0
+    assert trainer.state.total_flos > 0
     assert not trainer.args.average_tokens_across_devices  # a collective per step, for a count T5 ignores
 
 
