@@ -291,10 +291,22 @@ def test_a_bf16_frozen_base_follows_the_fp32_bases_loss_curve(tiny_model):
     assert max(gaps) <= 0.02 and sum(gaps) / len(gaps) <= 0.005, (fp32, bf16)
 
 
-def test_auto_base_weights_are_bf16_only_where_training_computes_in_bf16():
+def test_auto_base_weights_are_bf16_only_where_training_computes_in_bf16(tiny_model):
+    """auto follows the training's autocast; a base built in fp32 (a benchmark's) is cast to the
+    dtype the stage would load it in, LoRA's weights staying fp32."""
+    import torch
+
+    from stages.params import load_params
+    from stages.train_lora import trainable_model
+    from tests.conftest import ROOT
+
     assert modeling.base_weights("auto", bf16=True) == "bf16"
     assert modeling.base_weights("auto", bf16=False) == "fp32"  # CPU: the demo's bytes unchanged
     assert [modeling.base_weights(w, bf16=True) for w in ("fp32", "bf16", "int8")] == ["fp32", "bf16", "int8"]
+    model = trainable_model(modeling.load_model(tiny_model), load_params(ROOT / "params.yaml"), "bf16")
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
 
 
 @pytest.mark.parametrize("weights", ["int8", "int4"])
