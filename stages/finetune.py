@@ -234,8 +234,8 @@ def trainer_class():
     tokens x the model's non-embedding parameters, and counts those parameters afresh each time:
     a walk over every module and parameter of the model with a list lookup per parameter, 27-30 ms
     per call on flan-t5-base's shape with LoRA (on 2 CPU cores shared with other jobs), longer
-    than a whole micro-batch takes on a GPU. The parameters never change while training: they are counted
-    once per model, and the FLOP count is the library's, to the unit (tested)."""
+    than a whole micro-batch takes on a GPU. The parameters never change while training: they
+    are counted once per model, and the FLOP count is the library's, to the unit (tested)."""
     from transformers import Seq2SeqTrainer
 
     class Trainer(Seq2SeqTrainer):
