@@ -120,12 +120,13 @@ def train_ops(folder: Path, params, batch: int = 2, source: int = 48, target: in
     import torch
 
     from stages import modeling
-    from stages.train_lora import add_lora
+    from stages.train_lora import trainable_model
 
     with as_on_a_bf16_gpu():
-        frozen = modeling.load_model(folder, params.train.dropout_rate, params.train.base_weights)
         bf16 = modeling.use_bf16(params.train.bf16)
-    model = add_lora(frozen, params.lora, params.seed).train()
+        weights = modeling.base_weights(params.train.base_weights, bf16)
+        frozen = modeling.load_model(folder, params.train.dropout_rate, weights)
+    model = trainable_model(frozen, params, weights).train()
     generator = torch.Generator().manual_seed(SEED)
     vocab = model.config.vocab_size
     inputs = {"input_ids": torch.randint(3, vocab, (batch, source), generator=generator),

@@ -9,11 +9,15 @@ on whatever else runs on it, and under DDP one rank's retry deadlocks the others
 Here the batch is settled once, before training: a probe runs forward, backward and an optimizer
 step (learning rate 0: the weights do not move, the optimizer's state is allocated) on a batch of
 the longest source and the longest target of the training data at each candidate size, largest
-first. The candidates are the divisors of ``batch_size x gradient_accumulation_steps`` up to
-``batch_size``, and accumulation rises as the batch falls, so the effective batch params state
-never changes (32 x 2 on a big GPU, 16 x 4 on a smaller one). Under DDP every rank probes its own
-GPU and the ranks agree on the smallest size any of them settled on. The batch and accumulation
-used are recorded in the training metrics.
+first. The candidates are the divisors of the effective batch ``batch_size x
+gradient_accumulation_steps``, from the whole effective batch down: where it fits, a step is one
+micro-batch (64 x 1 on a big GPU, for 32 x 2 in params), half the kernel launches and Python work
+per example of 32 x 2, and accumulation falls or rises to match, so the effective batch params
+state never changes (64 x 1, 32 x 2 or 16 x 4). Each micro-batch's loss is its own tokens' mean,
+as before (T5 ignores the Trainer's token count, see ``stages/train_lora.py``), so another split
+of the same 64 examples weighs them slightly differently: the same kind of difference as 16 x 4
+against 32 x 2. Under DDP every rank probes its own GPU and the ranks agree on the smallest size
+any of them settled on. The batch and accumulation used are recorded in the training metrics.
 
 Only on a GPU: on the CPU there is no out-of-memory error to catch (the kernel kills the process
 instead), so ``batch_size`` is used as it is.
@@ -30,9 +34,10 @@ log = logging.getLogger(__name__)
 
 
 def candidates(batch_size: int, accumulation: int) -> list[int]:
-    """Per-device batches that keep ``batch_size x accumulation`` examples per optimizer step."""
+    """Per-device batches that keep ``batch_size x accumulation`` examples per optimizer step,
+    largest first: the whole effective batch in one micro-batch down to one example."""
     total = batch_size * accumulation
-    return [b for b in range(batch_size, 0, -1) if total % b == 0]
+    return [b for b in range(total, 0, -1) if total % b == 0]
 
 
 def settle(fits: Callable[[int], None], batch_size: int, accumulation: int,

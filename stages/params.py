@@ -221,7 +221,8 @@ class Train(_Section):
     bf16: Literal["auto", True, False]
     processes: PosInt
     gradient_checkpointing: bool
-    base_weights: Literal["fp32", "bf16", "int8", "int4"]  # LoRA's frozen base; the full fine-tune: fp32
+    base_weights: Literal["auto", "fp32", "bf16", "int8", "int4"]  # LoRA's frozen base; the full fine-tune: fp32
+    compile: bool  # torch.compile the model for training (the Trainer's torch_compile)
 
 
 class Full(_Section):

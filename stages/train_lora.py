@@ -68,23 +68,36 @@ def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None
     config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def trainable_model(frozen, params: Params, weights: str):
+    """The model this stage trains, from ``frozen``, the base as ``modeling.load_model`` loads it
+    with ``weights`` (``modeling.base_weights``), or an fp32 model built in memory (a benchmark's),
+    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added."""
+    import torch
+
+    if weights == "bf16":  # a no-op for a base loaded in bf16
+        frozen = frozen.to(torch.bfloat16)
+    if weights in ("int8", "int4"):  # QLoRA: the quantized base made trainable through
+        from peft import prepare_model_for_kbit_training  # fp32 norms and (optionally) checkpointing
+
+        frozen = prepare_model_for_kbit_training(frozen, params.train.gradient_checkpointing)
+    return add_lora(frozen, params.lora, params.seed)
+
+
 def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
     resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
-    frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, params.train.base_weights,
+    weights = modeling.base_weights(params.train.base_weights, modeling.use_bf16(params.train.bf16))
+    frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, weights,
                                  launch.local_rank())
-    if params.train.base_weights in ("int8", "int4"):  # QLoRA: the quantized base made trainable through
-        from peft import prepare_model_for_kbit_training  # fp32 norms and (optionally) checkpointing
-
-        frozen = prepare_model_for_kbit_training(frozen, params.train.gradient_checkpointing)
-    model = add_lora(frozen, params.lora, params.seed)
+    model = trainable_model(frozen, params, weights)
     trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA: %d trainable of %d parameters (%.2f %%)", trainable, total, 100 * trainable / total)
+    log.info("LoRA: %d trainable of %d parameters (%.2f %%), frozen base in %s",
+             trainable, total, 100 * trainable / total, weights)
     base = modeling.published_name(params.model)
     metrics = finetune.fit(params, VARIANT, model, tokenizer, params.train.learning_rate,
                            lambda trained, folder, _: save_adapter(trained, folder, base))
-    return None if metrics is None else metrics | {"model_revision": resolved.pin}
+    return None if metrics is None else metrics | {"model_revision": resolved.pin, "base_weights": weights}
 
 
 def main(argv: list[str] | None = None) -> None:

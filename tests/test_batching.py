@@ -1,5 +1,6 @@
-"""The automatic batch size keeps the effective batch: an OOM above a size lowers the per-device
-batch and raises accumulation; ranks agree; probing changes no weight."""
+"""The automatic batch size keeps the effective batch: the largest micro-batch that fits, up to the
+whole effective batch, with accumulation lowered or raised to match; ranks agree; probing changes
+no weight."""
 
 from __future__ import annotations
 
@@ -27,20 +28,25 @@ def oom_above(limit: int):
 
 
 def test_candidates_keep_the_examples_per_step():
-    assert batching.candidates(32, 2) == [32, 16, 8, 4, 2, 1]
-    assert batching.candidates(24, 2) == [24, 16, 12, 8, 6, 4, 3, 2, 1]
+    assert batching.candidates(32, 2) == [64, 32, 16, 8, 4, 2, 1]
+    assert batching.candidates(24, 2) == [48, 24, 16, 12, 8, 6, 4, 3, 2, 1]
     assert batching.candidates(8, 1) == [8, 4, 2, 1]
 
 
 def test_an_oom_lowers_the_batch_and_raises_accumulation():
     fits, tried = oom_above(8)
     assert batching.settle(fits, 32, 2) == (8, 8)  # 32 x 2 = 8 x 8: the same 64 examples a step
-    assert tried == [32, 16, 8]  # largest first, then settled once
+    assert tried == [64, 32, 16, 8]  # largest first, then settled once
 
 
-def test_a_batch_that_fits_is_kept():
+def test_a_gpu_that_holds_the_effective_batch_takes_it_in_one_micro_batch():
     fits, tried = oom_above(64)
-    assert batching.settle(fits, 32, 2) == (32, 2) and tried == [32]
+    assert batching.settle(fits, 32, 2) == (64, 1) and tried == [64]  # 32 x 2 in params, 64 x 1 run
+
+
+def test_the_largest_divisor_that_fits_is_taken():
+    fits, tried = oom_above(48)  # 48 examples fit, but 48 does not divide 64: 32 x 2
+    assert batching.settle(fits, 32, 2) == (32, 2) and tried == [64, 32]
 
 
 def test_the_ranks_agree_on_the_smallest_batch():
@@ -89,7 +95,7 @@ def test_the_probe_runs_the_worst_case_step_and_changes_no_weight(tiny_model, mo
     fits = batching.worst_case_probe(model, worst, DataCollatorForSeq2Seq(tokenizer, model=model), "cpu",
                                      bf16=False, checkpointing=False)
     assert batching.settle(fits, 8, 2) == (2, 8)
-    assert shapes == [(8, len(worst["input_ids"])), (4, len(worst["input_ids"])), (2, len(worst["input_ids"]))]
+    assert shapes == [(n, len(worst["input_ids"])) for n in (16, 8, 4, 2)]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in model.parameters())
