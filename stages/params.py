@@ -165,7 +165,7 @@ class Data(_Section):
     # A hub commit. Any text passes here so that params with a branch still validate (the demo
     # reads a file and never uses it); stages.sources refuses a branch when it reads the hub.
     revision: Text
-    file: Text
+    file: Text  # read, never written: may be outside the repository (Paths says why)
     columns: Columns
 
 
