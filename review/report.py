@@ -24,8 +24,12 @@ The bootstrap's resample count and seed and the number of examples come from par
 ``review`` (of the new revision); the flags override them for one report.
 
 Reads the per-dialogue scores and predictions of both revisions (``paths`` in params.yaml) with
-``dvc.api.open``: run ``dvc repro`` (or ``dvc pull``) first. Prints the report; ``--out`` also
-writes it. A revision that does not exist or lacks the outputs is one ``error:`` line, exit 1.
+``dvc.api.open``: run ``dvc repro`` (or ``dvc pull``) first. Prints the report, or with ``--out``
+writes it there instead and prints one line saying so: the report quotes dialogues verbatim at
+the start of a line, and in a CI log (GitHub Actions) a line starting with ``::`` is a command to
+the runner (``::add-mask::``, ``::error::``, ``::stop-commands::``), so a data set would command
+the CI job whose log it reached. A revision that does not exist or lacks the outputs is one
+``error:`` line, exit 1.
 """
 
 from __future__ import annotations
@@ -338,7 +342,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, metavar="N", help="resamples (default: review.bootstrap_resamples)")
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: review.bootstrap_seed)")
     parser.add_argument("--examples", type=int, metavar="N", help="dialogues shown (default: review.examples)")
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    parser.add_argument("--out", type=Path, help="write the report to this file instead of printing it")
     args = parser.parse_args(argv)
     if (args.bootstrap is not None and args.bootstrap < 1) or (args.examples is not None and args.examples < 0):
         parser.error("--bootstrap must be >= 1 and --examples >= 0")
@@ -353,9 +357,12 @@ def main(argv: list[str] | None = None) -> None:
         report = build_report(repo, old, new, args.bootstrap, args.seed, args.examples)
     except ReviewError as exc:
         sys.exit(f"error: {exc}")
-    print(report, end="")
-    if args.out:
-        args.out.write_text(report, encoding="utf-8")
+    if args.out is None:
+        print(report, end="")
+        return
+    # Not printed as well: see the module (a CI log runs lines that start with "::").
+    args.out.write_text(report, encoding="utf-8")
+    print(f"review report written to {args.out} ({len(report.splitlines())} lines)")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ where the scores record has them, the commit of the code, and how to load it.
 The adapter's files are copied, not rewritten, and the manifest is checked on the copy: the card
 is the one file ``SHA256SUMS`` leaves out (``stages/checksums.py``), so whoever publishes the
 folder may edit it, and a loader checks exactly the bytes train_lora wrote. Text that comes from
-params (names, paths) is escaped for Markdown (``stages/markdown.py``); the front matter's
-strings are JSON strings, which YAML reads as written.
+params or the adapter's config (model and data set names, revisions, paths) is shown as text,
+never markup, a link or a mention (``stages/markdown.py``: escaped, or in a code span), and goes
+into the data set's URL percent-encoded; the front matter's strings are JSON strings, which YAML
+reads as written.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import logging
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 from stages import checksums, cli
 from stages.atomic import atomic_path
 from stages.errors import InputError
-from stages.markdown import code_block, escape
+from stages.markdown import code_block, code_span, escape
 from stages.params import Params, load_params
 from stages.scoring import FAITHFULNESS, MEAN_REF, METRIC_LABELS, REPEATED, ROUGE_TYPES, SCORE_LABELS, SHUFFLED
 
@@ -94,11 +97,12 @@ def card_text(params: Params, adapter_config: dict, scores: dict, training: dict
     base, revision = adapter_config["base_model_name_or_path"], adapter_config.get("revision")
     data = params.data
     data_id = data.hub_id if data.source == "hub" else None
-    data_line = (f"[{escape(data.hub_id)}](https://huggingface.co/datasets/{data.hub_id}) at revision "
-                 f"`{data.revision}`" if data_id else f"the local file `{data.file}` (params.yaml `data.file`)")
+    data_line = (f"[{escape(data.hub_id)}](https://huggingface.co/datasets/{quote(data.hub_id)}) at revision "
+                 f"{code_span(data.revision)}" if data_id else
+                 f"the local file {code_span(data.file)} (params.yaml `data.file`)")
     local = bool(revision) and revision.startswith("sha256:")  # a local folder's content hash
-    revision_text = (f"`{revision}`" + (": the content hash of a local folder, relative to the project that "
-                                        "trained it" if local else "") if revision else "none")
+    revision_text = (code_span(revision) + (": the content hash of a local folder, relative to the project that "
+                                            "trained it" if local else "") if revision else "none")
     hub_revision = f", revision={revision!r}" if revision and not local else ""
     faithful = [k for k in (*FAITHFULNESS, REPEATED) if any(k in s for s in scores.values())]
     train = params.train
@@ -136,7 +140,7 @@ summary = tokenizer.decode(model.generate(**ids, max_new_tokens={params.generate
         "A LoRA adapter (peft, safetensors) that makes the base model summarize a dialogue. "
         "Written by this project's `card` stage from the adapter and the test scores beside it.", "",
         "## Base model", "",
-        f"- model: `{base}`", f"- revision: {revision_text}", "",
+        f"- model: {code_span(base)}", f"- revision: {revision_text}", "",
         "## Data", "",
         f"- data set: {data_line}",
         f"- test dialogues scored: {scores.get('lora', {}).get('dialogues', 'n/a')}", "",

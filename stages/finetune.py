@@ -15,9 +15,10 @@ weights and optimizer state load); one that fails is moved to ``set-aside/`` wit
 the next older one is tried, then a fresh start. With several processes that choice is made once,
 by node 0's launcher before the workers start, and every worker resumes from it
 (``decide_resume``). Only checkpoints written with the same params, data and number of nodes are
-resumed: the folder carries a fingerprint of them, and a mismatch clears it. A checkpoint
-at the last step (the final save failed) is finished without training: same state, same best
-weights, no extra step. Once the weights are in place the checkpoints are removed.
+resumed: the folder carries a fingerprint of them, and a mismatch clears it; a folder without
+that stamp is never cleared, but refused. A checkpoint at the last step (the final save failed) is
+finished without training: same state, same best weights, no extra step. Once the weights are in
+place the folder is removed, with its lock: nothing is left behind.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from stages import atomic, batching, checksums, cli, devices, launch, locks, modeling, records
 from stages.atomic import atomic_path
+from stages.errors import InputError
 from stages.params import Params, Train, load_params
 
 log = logging.getLogger(__name__)
@@ -158,14 +160,45 @@ def checkpoint_folder(params: Params, variant: str) -> Path:
     return params.paths.checkpoint_dir(variant)
 
 
+def stamp_of(folder: Path) -> str | None:
+    """The fingerprint this project stamped ``folder`` with, or None: no stamp, or not ours."""
+    try:
+        stamp = json.loads((folder / FINGERPRINT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def prepare_checkpoints(folder: Path, expected: str) -> None:
-    """Clear checkpoints written with other params or data, and stamp the folder."""
-    stamp = folder / FINGERPRINT
-    if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()).get("fingerprint") != expected):
-        log.info("clearing %s: written with other params or data", folder)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": expected}) + "\n")
+    """Give this training a checkpoint folder stamped with ``expected``: the one there if its
+    stamp matches, else a fresh one.
+
+    Only a folder this project stamped is ever cleared (its checkpoints were written with other
+    params or data). An existing folder without the stamp is not ours: ``paths.checkpoints``
+    names someone's folder, or files were put there by hand. It is refused, never emptied; an
+    empty one is taken. The stamp appears with the folder (a folder built beside it and renamed
+    into place), so a crash cannot leave a folder of ours without it."""
+    if folder.exists():
+        found = stamp_of(folder)
+        if found is None and (not folder.is_dir() or any(folder.iterdir())):
+            raise InputError(f"{folder} exists and this project did not make it (no {FINGERPRINT} of "
+                             "its training in it): move it away, or set paths.checkpoints in "
+                             "params.yaml to another folder")
+        if found == expected:
+            return
+        if found is None:
+            folder.rmdir()  # empty: nothing of anyone's is lost
+        else:
+            log.info("clearing %s: written with other params or data", folder)
+            shutil.rmtree(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    atomic.sweep(folder.parent)  # what a killed run left half-built
+    building = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    atomic.remove(building)
+    building.mkdir()
+    (building / FINGERPRINT).write_text(json.dumps({"fingerprint": expected}) + "\n", encoding="utf-8")
+    os.replace(building, folder)
 
 
 SET_ASIDE = "set-aside"  # checkpoints that failed their check, kept out of the Trainer's way
@@ -261,10 +294,14 @@ def check_checkpoint(checkpoint: Path, max_steps: int) -> str | None:
     return None
 
 
-def clear_checkpoints(folder: Path) -> None:
-    for checkpoint in [*folder.glob("checkpoint-*"), folder / SET_ASIDE]:
-        if checkpoint.exists():
-            shutil.rmtree(checkpoint)
+def remove_checkpoints(folder: Path) -> None:
+    """Remove a finished training's checkpoint folder, stamp and all, so nothing is left behind
+    (a queued experiment's ``<variant>-<key>`` folder would otherwise stay for good; the lock
+    beside it goes with it, ``stages.locks``). Only a folder carrying this project's stamp."""
+    if stamp_of(folder) is None:
+        log.warning("not removing %s: it lacks this project's %s", folder, FINGERPRINT)
+        return
+    shutil.rmtree(folder)
 
 
 def sharded(fsdp: bool) -> bool:
@@ -433,7 +470,7 @@ def fit(params: Params, variant: str, model, tokenizer, learning_rate: float,
     # Checkpoints exist to survive a crash; once the weights are in place they have served.
     # Keeping them would make a forced rerun "resume" at the last step instead of training again.
     # Not before: a stage refused at the end (stages.guard) must still be able to resume.
-    atomic.after_commit(lambda: clear_checkpoints(checkpoints))
+    atomic.after_commit(lambda: remove_checkpoints(checkpoints))
     return cost_metrics(trainer, output, wall, resume, weights_mb, peak_mb)
 
 

@@ -14,6 +14,9 @@ nothing of it is markup):
   fence is Markdown, HTML, a link or a mention (GitHub skips code for mentions, references and
   emoji), so the text goes in as it is, under a fence longer than any backtick run it holds: no
   line of it can close the fence.
+- ``code_span(text)``: the same in running text, on one line, for a value a reader may copy as it
+  is (a path, a revision, a model id from params): a code span whose backtick string is longer
+  than any run in the text. Not for a table cell, where a ``|`` in it would still end the cell.
 
 How ``escape`` works, and why this way rather than a code span per text (which would show the
 text verbatim too, but cannot hold a ``|`` in a table cell or wrap like prose):
@@ -82,3 +85,15 @@ def code_block(text: str, info: str = "text") -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{text}\n{fence}"
+
+
+def code_span(text: str) -> str:
+    """``text`` verbatim in an inline code span that none of its backticks can close."""
+    line = visible(text).replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", line)), default=0)
+    ticks = "`" * (longest + 1)
+    # CommonMark strips one space from each end of a span that begins and ends with one: pad
+    # both ends where the text begins or ends with a backtick or a space, and it shows exactly.
+    # (A span of spaces only is never stripped.)
+    pad = " " if line.strip(" ") and (line[:1] in ("`", " ") or line[-1:] in ("`", " ")) else ""
+    return f"{ticks}{pad}{line}{pad}{ticks}"

@@ -14,6 +14,7 @@ no torch, so it is instant.
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -46,6 +47,19 @@ class _Section(BaseModel):
 
 
 class Paths(_Section):
+    """Where the stages write, each path relative to the repository and inside it.
+
+    Every one of these is written or cleared by a stage, so a path that leaves the repository
+    (absolute, or climbing out with ``..``) is refused here, before any stage runs: a params value
+    (``dvc exp run -S``, a pull request) must never make a stage overwrite or delete a file
+    elsewhere on the machine. The repository's own ``.git`` and ``.dvc`` are refused too. The
+    check is on the text, after normalisation; a symlink inside the repository that leads out (a
+    ``checkpoints`` link to a scratch disk) is the user's own choice on the file system, not a
+    params value, and is followed. ``data.file`` and ``model.name`` are only read, never written,
+    so they may name a data set or model folder anywhere (a shared disk), as DVC allows a
+    dependency outside the repository.
+    """
+
     split: Text
     tokenized: Text
     checkpoints: Text
@@ -54,6 +68,19 @@ class Paths(_Section):
     metrics: Text
     per_dialogue: Text
     examples: Text
+
+    @field_validator("*")
+    @classmethod
+    def _inside_the_repository(cls, path: str) -> str:
+        normal = posixpath.normpath(path)
+        if posixpath.isabs(normal) or normal == ".." or normal.startswith("../"):
+            raise ValueError("must be a path inside the repository, relative to it: no absolute path "
+                             "and no '..' that leads out")
+        if normal == ".":
+            raise ValueError("must name a file or folder inside the repository, not the repository itself")
+        if normal.split("/", 1)[0] in (".git", ".dvc"):
+            raise ValueError("must not be inside .git or .dvc (the repository's own records)")
+        return path
 
     # Every file a stage writes or reads from another stage, named here once. dvc.yaml spells the
     # same paths with templating (${paths.metrics}/split.json, ${paths.models}/${item} ...);
@@ -138,7 +165,7 @@ class Data(_Section):
     # A hub commit. Any text passes here so that params with a branch still validate (the demo
     # reads a file and never uses it); stages.sources refuses a branch when it reads the hub.
     revision: Text
-    file: Text
+    file: Text  # read, never written: may be outside the repository (Paths says why)
     columns: Columns
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote
 
+import pytest
 from ruamel.yaml import YAML
 
 from stages import card, checksums
 from stages.params import load_params
+from tests.conftest import ROOT
 
 
 def test_the_built_adapter_ships_with_its_card(built_project):
@@ -47,3 +50,45 @@ def test_the_card_names_a_hub_base_and_its_revision_and_escapes_params_text(buil
     assert f"revision: `{config['revision']}`" in text and "at revision `abc123`" in text
     assert f"revision={config['revision']!r}" in text  # the usage snippet loads the pinned base
     assert "<b>" not in text and "&lt;b&gt;" in text
+
+
+# A params value as a hostile pull request or `dvc exp run -S` may set it: a backtick to end the
+# card's code span, then a mention, HTML and a link the hub would render live.
+HOSTILE = "data/`x` @octocat <b>html</b> [link](http://x).jsonl"
+
+
+def rendered_card(params, config: dict) -> str:
+    """The card's Markdown below its front matter (which the hub reads as YAML, not Markdown)."""
+    text = card.card_text(params, config, {"lora": {"rougeL": 0.5, "dialogues": 3}}, {}, "0" * 40)
+    return text.split("---\n", 2)[2]
+
+
+@pytest.mark.parametrize("source", ["file", "hub"])
+def test_params_text_in_the_card_is_shown_as_text(source):
+    """``data.file``, ``data.hub_id``, ``data.revision``, the base model's name and revision: each
+    renders as its characters (no HTML, link or mention of them), and the card is built the same
+    way as with a plain word in their place; the front matter reads back the values as given."""
+    from tests.test_markdown import INLINE, Page, assert_nothing_github_links, inline_words, render, words
+
+    params = load_params(ROOT / "params.yaml")
+
+    def with_value(value: str) -> tuple:
+        data = params.data.model_copy(update={"source": source, "file": value, "hub_id": value, "revision": value})
+        config = {"base_model_name_or_path": value, "revision": value if source == "hub" else None,
+                  "r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["q", "v"]}
+        return params.model_copy(update={"data": data}), config
+
+    hostile, plain = (rendered_card(*with_value(v)) for v in (HOSTILE, INLINE))
+    hostile_page, plain_page = Page(render(hostile)), Page(render(plain))
+    url = "https://huggingface.co/datasets/"
+    expected = [tuple((k, v.replace(url + INLINE, url + quote(HOSTILE))) for k, v in e[2]) if e[0] == "<" else None
+                for e in plain_page.elements]
+    assert [e[:2] for e in hostile_page.elements] == [e[:2] for e in plain_page.elements]
+    assert [e[2] if e[0] == "<" else None for e in hostile_page.elements] == expected
+    shown = words("".join(plain_page.text)).replace(f"{INLINE!r}", repr(HOSTILE)).replace(INLINE, inline_words(HOSTILE))
+    assert words("".join(hostile_page.text)) == shown
+    assert_nothing_github_links(hostile_page, hostile)
+
+    full = card.card_text(*with_value(HOSTILE), {}, {}, "0" * 40)
+    meta = YAML(typ="safe").load(full.split("---\n")[1])
+    assert meta["base_model"] == HOSTILE and meta.get("datasets", [HOSTILE]) == [HOSTILE]

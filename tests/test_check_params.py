@@ -57,3 +57,19 @@ def test_a_valid_change_reruns_the_check_and_only_the_stages_it_concerns(built_p
     set_params(project, score__examples=examples + 1)
     out = dvc(project, "repro").stdout
     assert set(re.findall(r"Running stage '([^']+)'", out)) == {"check_params", "score"}, out
+
+
+def test_a_checkpoints_folder_outside_the_repository_is_refused_and_nothing_deleted(built_project, tmp_path):
+    """`paths.checkpoints` naming a folder elsewhere on the machine: train_lora used to clear that
+    folder's `lora/` ("written with other params or data") with the user's files in it."""
+    project = copy_project(built_project, tmp_path / "p")
+    theirs = tmp_path / "elsewhere" / "lora" / "notes.txt"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("not the project's\n")
+    failed = dvc(project, "exp", "run", "-S", f"paths.checkpoints={theirs.parent.parent}", check=False)
+    assert failed.returncode != 0
+    ours = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and ours[0].startswith("error: params.yaml: paths.checkpoints: must be a path inside "
+                                                 "the repository"), failed.stdout + failed.stderr
+    assert "Running stage 'train_lora'" not in failed.stdout
+    assert theirs.read_text() == "not the project's\n"

@@ -49,8 +49,8 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_training(project: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
+def start_training(project: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=project, env=env or stage_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_default_sigint)
 

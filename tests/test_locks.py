@@ -54,3 +54,38 @@ def test_the_lock_dies_with_its_holder(tmp_path):
         except FolderInUse:
             assert time.monotonic() < deadline, "a dead holder's lock was never released"
             time.sleep(0.05)
+
+
+def test_the_lock_goes_with_its_folder(tmp_path):
+    """A finished training removes its checkpoint folder; the lock beside it goes too (queued
+    experiments left a `lora-<key>.lock` each). While the folder stays (a crashed run's
+    checkpoints, kept for its resume), so does the lock."""
+    folder = tmp_path / "lora-0123"
+    with exclusive(folder):
+        folder.mkdir()
+    assert (tmp_path / "lora-0123.lock").is_file()  # the folder is still there
+    with exclusive(folder):
+        folder.rmdir()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder removed it gets a lock on a file
+    no path names any more: it must lock the file now at the path, which another process may hold."""
+    from stages import locks
+
+    folder = tmp_path / "lora"
+    with exclusive(folder):
+        stale = os.open(f"{folder}.lock", os.O_RDWR)  # opened while the first holder held it
+    assert not (tmp_path / "lora.lock").exists()  # removed by its holder as it let go
+    opened = iter([stale])
+    real_open = os.open
+    monkeypatch.setattr(locks.os, "open", lambda *a, **k: next(opened, None) or real_open(*a, **k))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(ROOT)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # the lock file now at the path
+        with pytest.raises(FolderInUse, match=f"pid {holder.pid},"), exclusive(folder):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 
 from review.report import Side, example, params_section, truncated
 from review.revisions import Revision
-from stages.markdown import WORD_JOINER, code_block, escape, visible
+from stages.markdown import WORD_JOINER, code_block, code_span, escape, visible
 from stages.score import examples_markdown
 from tests.conftest import copy_project
 
@@ -150,6 +150,18 @@ def test_code_block_shows_the_text_exactly(name):
     code = re.search(r'<code class="language-text">(.*)</code>', rendered, re.S).group(1)
     shown = visible(text).strip("\n")
     assert html.unescape(code) == f"{shown}\n"
+
+
+@pytest.mark.parametrize("context", ["paragraph", "list item", "heading"])
+@pytest.mark.parametrize("name", [n for n in HOSTILE if HOSTILE[n].strip()])
+def test_code_span_shows_the_text_exactly(name, context):
+    text = HOSTILE[name]
+    rendered = render(CONTEXTS[context].format(f"a {code_span(text)} b"))
+    page = Page(rendered)
+    assert [e[1] for e in page.elements if e[1] == "code"] == ["code", "code"]  # one span, whole
+    code = re.search(r"a <code>(.*)</code> b", rendered, re.S).group(1)
+    assert html.unescape(code) == visible(text).replace("\n", " ")
+    assert_nothing_github_links(page, "")
 
 
 def test_escape_keeps_ordinary_text_readable():

@@ -128,6 +128,15 @@ BAD = {
     "full learning rate 0": (_set("full.learning_rate", 0.0), "full.learning_rate", "greater than 0"),
     "no bootstrap resamples": (_set("review.bootstrap_resamples", 0), "review.bootstrap_resamples",
                                "greater than or equal to 1"),
+    # Every path a stage writes stays inside the repository (issue: a checkpoints folder outside
+    # it was cleared, an examples file outside it overwritten, metrics written under /etc).
+    "checkpoints outside": (_set("paths.checkpoints", "/tmp/elsewhere"), "paths.checkpoints",
+                            "inside the repository"),
+    "examples climbing out": (_set("paths.examples", "../victim.md"), "paths.examples", "'..'"),
+    "metrics under /etc": (_set("paths.metrics", "/etc"), "paths.metrics", "no absolute path"),
+    "climbing out after a detour": (_set("paths.models", "models/../../models"), "paths.models", "'..'"),
+    "the repository itself": (_set("paths.predictions", "data/.."), "paths.predictions", "not the repository"),
+    "inside .git": (_set("paths.tokenized", ".git/hooks"), "paths.tokenized", ".git"),
 }
 
 

@@ -77,7 +77,38 @@ def test_a_killed_queued_experiment_resumes_when_queued_again(built_project, tmp
     logs = dvc(project, "queue", "logs", "second").stdout
     assert f"resuming from {checkpoint.parent}" in logs
     assert lock_md5(project, exp_ref(project, "second"), "models/lora") == lock_md5(project, "HEAD", "models/lora")
-    assert not list(checkpoint.parent.glob("checkpoint-*"))  # cleared once the adapter was in place
+    # Once the adapter was in place its checkpoints went, and the lock with them: nothing left behind
+    assert not list((project / "checkpoints").iterdir())
+
+
+def test_a_queued_experiments_training_leaves_nothing_behind_once_its_adapter_is_saved(built_project, tmp_path):
+    """Run as a queued experiment runs it (in a copy of the repository, DVC_ROOT naming the
+    repository), training keeps its checkpoints and lock in the repository's checkpoints folder:
+    after a crash both stay and the rerun resumes from them; once the adapter is saved both go
+    (ten experiments left nine `lora-<key>/` folders and nine `.lock` files)."""
+    from tests.test_faults import start_training
+
+    repo = copy_project(built_project, tmp_path / "repo")
+    run = copy_project(built_project, tmp_path / "run")  # the copy DVC runs the experiment in
+    env = dict(stage_env(), DVC_ROOT=str(repo))
+    assert not list((repo / "checkpoints").glob("lora*"))  # the built project left none either
+    proc = start_training(run, env)
+    deadline = time.monotonic() + 300
+    while not list(repo.glob("checkpoints/lora-*/checkpoint-10/trainer_state.json")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # what `dvc queue kill` sends
+    proc.communicate(timeout=300)
+    assert proc.returncode == 143
+    [folder] = repo.glob("checkpoints/lora-*/")
+    assert (folder / "checkpoint-10").is_dir() and folder.with_name(f"{folder.name}.lock").is_file()
+
+    result = subprocess.run([sys.executable, "-m", "stages.train_lora"], cwd=run, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {folder}/checkpoint-10" in result.stderr
+    assert (run / ADAPTER).read_bytes() == (built_project / ADAPTER).read_bytes()
+    assert not list((repo / "checkpoints").iterdir())
 
 
 def test_queued_experiments_lease_different_devices_and_a_third_waits(built_project, tmp_path):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from stages import modeling
-from stages.errors import ModelError
-from stages.finetune import FINGERPRINT, newest_checkpoint, prepare_checkpoints
+from stages.errors import InputError, ModelError
+from stages.finetune import FINGERPRINT, newest_checkpoint, prepare_checkpoints, remove_checkpoints, stamp_of
 from stages.params import Lora
 from stages.train_lora import add_lora, save_adapter
 
@@ -69,6 +70,27 @@ def test_checkpoints_of_other_params_are_cleared(tmp_path):
     assert newest_checkpoint(folder, max_steps=100) is None
     assert not (folder / "checkpoint-10").exists()
     assert json.loads((folder / FINGERPRINT).read_text()) == {"fingerprint": "new"}
+
+
+def test_a_checkpoints_folder_without_the_stamp_is_refused_never_deleted(tmp_path):
+    """Only a folder this project stamped is cleared: one without the stamp (``paths.checkpoints``
+    naming someone's folder) is refused in one line, and its files stay; an empty one is taken."""
+    folder = tmp_path / "checkpoints" / "lora"
+    (folder / "checkpoint-10").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine\n")
+    with pytest.raises(InputError, match=f"^{re.escape(str(folder))} exists and this project did not make it"):
+        prepare_checkpoints(folder, "new")
+    remove_checkpoints(folder)  # the end of a training: not ours, not removed
+    assert (folder / "notes.txt").read_text() == "mine\n" and (folder / "checkpoint-10").is_dir()
+    assert not (folder / FINGERPRINT).exists()
+
+    empty = tmp_path / "checkpoints" / "full"
+    empty.mkdir()
+    prepare_checkpoints(empty, "new")
+    assert stamp_of(empty) == "new"
+    remove_checkpoints(empty)  # stamped: the whole folder goes
+    assert not empty.exists()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["lora"]  # nothing half-built
 
 
 def test_checkpoints_cut_short_are_set_aside(tmp_path):
