@@ -11,6 +11,17 @@ infer stage generates from its text.
 
 from __future__ import annotations
 
+if __name__ == "tokenize":  # before any import: a stage run as a file stops here
+    # Imported as the standard library's ``tokenize`` (which ``logging`` imports through
+    # ``linecache``): a stage ran as a file, ``python stages/score.py``, which puts stages/ first
+    # on sys.path. Imports fail from here on in a 28-line traceback; one line says what to type.
+    import os
+    import sys
+
+    script = os.path.splitext(os.path.basename(sys.argv[0]))[0] if sys.argv and sys.argv[0] else ""
+    sys.exit(f"error: the stages are modules of the package stages/: from the project root, "
+             f"run python -m stages.{script or '<name>'} (not python stages/{script or '<name>'}.py)")
+
 import hashlib
 import json
 import logging
