@@ -17,7 +17,8 @@ LORA = Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none", t
 
 def test_unknown_target_module_is_named(tiny_model):
     bad = LORA.model_copy(update={"target_modules": ["q", "query_proj"]})
-    with pytest.raises(ModelError, match="lora.target_modules: .*query_proj"):
+    with pytest.raises(ModelError, match=r"lora.target_modules: .*query_proj \(its linear layers: k, lm_head, o, q, v, "
+                                         r"wi_0, wi_1, wo\)"):
         add_lora(modeling.load_model(tiny_model), bad, seed=0)
 
 
