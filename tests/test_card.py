@@ -47,3 +47,25 @@ def test_the_card_names_a_hub_base_and_its_revision_and_escapes_params_text(buil
     assert f"revision: `{config['revision']}`" in text and "at revision `abc123`" in text
     assert f"revision={config['revision']!r}" in text  # the usage snippet loads the pinned base
     assert "<b>" not in text and "&lt;b&gt;" in text
+
+
+def test_the_commit_line_names_the_files_that_changed_since(tmp_path, monkeypatch):
+    from stages.card import code_commit
+    from tests.conftest import git
+
+    monkeypatch.chdir(tmp_path)
+    git(tmp_path, "init", "-q")
+    (tmp_path / "stages").mkdir()
+    for name in ("params.yaml", "dvc.yaml", "stages/score.py", "notes.txt"):
+        (tmp_path / name).write_text("one\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = git(tmp_path, "rev-parse", "HEAD").strip()
+    assert code_commit() == commit
+    (tmp_path / "notes.txt").write_text("not the pipeline\n")
+    assert code_commit() == commit
+    (tmp_path / "params.yaml").write_text("two\n")  # what dvc exp run -S does
+    assert code_commit() == f"{commit} with uncommitted changes to params.yaml"
+    (tmp_path / "stages" / "score.py").write_text("two\n")
+    git(tmp_path, "add", "stages/score.py")  # staged counts too
+    assert code_commit() == f"{commit} with uncommitted changes to params.yaml, stages/score.py"

@@ -185,6 +185,10 @@ def test_plots_render_in_headless_chromium(project, first_repro):
     for rgb in ((0x4C, 0x78, 0xA8), (0xF5, 0x85, 0x18), (0xE4, 0x57, 0x56)):
         assert count.get(rgb, 0) > 200, f"no bars drawn in {rgb}"
     assert sum(n for rgb, n in count.items() if rgb != (255, 255, 255)) > 0.02 * image.width * image.height
+    # cut to the page: a window sized for one chart per row left 56 % of the picture's rows blank
+    blank = sum(all(image.getpixel((x, y)) == (255, 255, 255) for x in range(0, image.width, 4))
+                for y in range(image.height))
+    assert blank < 0.2 * image.height, f"{blank} of {image.height} rows blank"
 
 
 def test_plots_diff_shows_both_revisions(project, first_repro):
