@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         import datasets
 
         params = load_params(args.params)
-        log.info("tokenize params: model=%s prompt=%s", params.model, params.prompt)
+        log.debug("tokenize params: model=%s prompt=%s", params.model, params.prompt)
         resolved = modeling.resolve(params.model, params.hub)
         tokenizer = modeling.load_tokenizer(resolved.folder)
         splits, metrics = {}, {}
@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             datasets.DatasetDict(splits).save_to_disk(str(out))
             checksums.write(out)  # train_lora and the baselines check the data before training on it
         records.write(params.paths.tokenize_record(), {**metrics, "params_sha256": cli.params_digest()})
-        log.info("tokenized: %s", metrics)
+        for name, m in metrics.items():
+            log.info("tokenized %s: %d rows, %d sources and %d targets cut to their max length, longest %d / %d tokens",
+                     name, m["rows"], m["source_truncated"], m["target_truncated"], m["source_tokens_max"],
+                     m["target_tokens_max"])
 
     cli.run(body, PARAMS, args.params)
 

@@ -40,7 +40,8 @@ def first_repro(project) -> str:
     assert set(lock["stages"]) == RECIPE_STAGES | {"check_params"}  # the built run: every stage of the recipe
     assert dvc(project, "status", "--json").stdout.strip() == "{}"  # nothing half-run by default
     set_params(project, baselines=["full"])
-    return dvc(project, "repro").stdout
+    result = dvc(project, "repro")
+    return result.stdout + result.stderr  # what the terminal shows: DVC's lines, the stages' logs
 
 
 def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_repro):
@@ -71,6 +72,15 @@ def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_rep
     assert lora["weights_mb"] < full["weights_mb"] * 1.05 * lora["trainable_params"] / full["total_params"]
     examples = (project / "metrics" / "examples.md").read_text()
     assert examples.count("- **lora**") == examples.count("- **full**") == 5
+
+
+def test_every_line_it_shows_is_one_event_of_at_most_160_characters(first_repro):
+    """One line per event: no params dump at INFO (STAGES_LOG_LEVEL=DEBUG shows them), no dict of
+    the Trainer's logs printed under its bar (train_baseline@full trained here)."""
+    lines = first_repro.splitlines()
+    assert [line for line in lines if len(line) > 160] == []
+    assert [line for line in lines if line.lstrip().startswith("{'")] == []
+    assert any(re.search(r"stages.tracking INFO step \d+: loss ", line) for line in lines)
 
 
 def test_second_repro_reruns_nothing(project, first_repro):

@@ -314,3 +314,28 @@ def test_a_full_fine_tunes_best_checkpoint_loads_without_a_warning_about_tied_co
         assert transformers_log == []
         trainer._issue_warnings_after_load(lost)
         assert len(transformers_log) == 1 and "q.weight" in transformers_log[0]
+
+
+def test_the_trainer_logs_one_line_per_event_and_prints_no_dict(tiny_model, tmp_path, caplog, capsys):
+    """The Trainer's progress callback printed each log event as a dict on stdout (24 lines in the
+    demo): here it is one log line, and the bar stays."""
+    import logging
+
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers.trainer_callback import ProgressCallback
+
+    from stages import tracking
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=False)
+    trainer = Seq2SeqTrainer(model=modeling.load_model(tiny_model), args=args)
+    tracking.show_progress(trainer)
+    progress = [type(c) for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert progress == [tracking.ProgressLines]
+    trainer.state.global_step = 20
+    with caplog.at_level(logging.INFO, logger="stages.tracking"):
+        trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control,
+                                        {"loss": 1.234567, "grad_norm": 0.5, "learning_rate": 1e-3, "epoch": 0.13,
+                                         "total_flos": 5e12})
+    assert capsys.readouterr().out == ""
+    assert [r.getMessage() for r in caplog.records] == [
+        "step 20: loss 1.235, grad_norm 0.5, learning_rate 0.001, epoch 0.13"]
