@@ -4,7 +4,9 @@
 
 Runs the project's own ``dvc.yaml`` with ``dvc repro`` on the bundled sample
 (``data/sample/``) and the tiny pretrained T5 (``demo/tiny-t5``), then prints base vs LoRA scores,
-with the human summaries' row beside them (what a summary invents, ``stages/faithfulness.py``).
+with the human summaries' row beside them (what a summary invents, ``stages/faithfulness.py``),
+each metric marked with the direction that is better, and notes on what the counts mean and on
+summaries cut off at ``generate.max_new_tokens``.
 ``--baselines full`` adds the full fine-tune baseline (params ``baselines``), as
 ``dvc exp run -S 'baselines=[full]'`` would in the real project.
 
