@@ -99,8 +99,12 @@ def sync(root: Path, workdir: Path, params: dict) -> None:
     if subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=workdir,
                       capture_output=True).returncode != 0:
         commit(workdir, "make demo: the project")  # DVCLive and `dvc exp` need a commit
-    # DVC stages what it changed itself (the demo commits it), instead of ending every run with
-    # "To track the changes with git, run: git add ...". config.local: git-ignored, this copy only.
+
+
+def autostage(workdir: Path) -> None:
+    """DVC stages what it changed itself in ``workdir`` (the demo commits it), instead of ending
+    every run with "To track the changes with git, run: git add ...". In ``.dvc/config.local``:
+    git-ignored, this copy's setting only."""
     local = workdir / ".dvc" / "config.local"
     if not local.exists():
         local.write_text("[core]\n    autostage = true\n", encoding="utf-8")
@@ -227,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sync(ROOT, workdir, params)
+    autostage(workdir)
     command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else [])]
     if repro(command, workdir) != 0:
         sys.exit(f"error: `dvc repro` failed in {workdir}")

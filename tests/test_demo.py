@@ -7,7 +7,7 @@ import json
 import pytest
 
 from demo import make_tiny_t5
-from demo.run import NEXT_STEPS, commit, deep_merge, demo_params, notes, repro, score_table, sync
+from demo.run import NEXT_STEPS, autostage, commit, deep_merge, demo_params, notes, repro, score_table, sync
 from stages import modeling
 from stages.errors import ParamsError
 from stages.params import parse_params, read_yaml
@@ -218,9 +218,10 @@ def test_the_demo_shows_no_dvc_hint_it_has_no_use_for(tmp_path, capsys):
     workdir = tmp_path / "demo-run"
     workdir.mkdir()
     sync(ROOT, workdir, demo_params())
-    autostage = subprocess.run([sys.executable, "-m", "dvc", "config", "core.autostage"], cwd=workdir,
-                               capture_output=True, text=True)
-    assert autostage.stdout.strip() == "true", autostage.stderr
+    autostage(workdir)
+    config = subprocess.run([sys.executable, "-m", "dvc", "config", "core.autostage"], cwd=workdir,
+                            capture_output=True, text=True)
+    assert config.stdout.strip() == "true", config.stderr
     assert "config.local" not in git(workdir, "ls-files", ".dvc")  # the copy's own setting, not committed
     printing = "print('Running stage split'); print('Use `dvc push` to send your updates to remote storage.')"
     assert repro([sys.executable, "-c", printing], workdir) == 0
