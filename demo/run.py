@@ -4,7 +4,9 @@
 
 Runs the project's own ``dvc.yaml`` with ``dvc repro`` on the bundled sample
 (``data/sample/``) and the tiny pretrained T5 (``demo/tiny-t5``), then prints base vs LoRA scores,
-with the human summaries' row beside them (what a summary invents, ``stages/faithfulness.py``).
+with the human summaries' row beside them (what a summary invents, ``stages/faithfulness.py``),
+each metric marked with the direction that is better, and notes on what the counts mean and on
+summaries cut off at ``generate.max_new_tokens``.
 ``--baselines full`` adds the full fine-tune baseline (params ``baselines``), as
 ``dvc exp run -S 'baselines=[full]'`` would in the real project.
 
@@ -33,7 +35,16 @@ import time
 from pathlib import Path
 
 from stages.params import ParamsError, Paths, parse_params, read_yaml
-from stages.scoring import SCORE_LABELS, SHUFFLED
+from stages.scoring import (
+    DIALOGUES,
+    HIGHER_IS_BETTER,
+    HIT_MAX,
+    HUMAN,
+    HUMAN_ROUGE_DIALOGUES,
+    LOWER_IS_BETTER,
+    SCORE_LABELS,
+    SHUFFLED,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = ROOT / "demo" / "params.yaml"
@@ -90,6 +101,15 @@ def sync(root: Path, workdir: Path, params: dict) -> None:
         commit(workdir, "make demo: the project")  # DVCLive and `dvc exp` need a commit
 
 
+def autostage(workdir: Path) -> None:
+    """DVC stages what it changed itself in ``workdir`` (the demo commits it), instead of ending
+    every run with "To track the changes with git, run: git add ...". In ``.dvc/config.local``:
+    git-ignored, this copy's setting only."""
+    local = workdir / ".dvc" / "config.local"
+    if not local.exists():
+        local.write_text("[core]\n    autostage = true\n", encoding="utf-8")
+
+
 def commit(workdir: Path, message: str) -> None:
     """Commit everything in ``workdir`` that git does not ignore (nothing when nothing changed)."""
     git = ["git", "-c", "user.name=demo", "-c", "user.email=demo@localhost"]
@@ -118,6 +138,22 @@ def stage_env() -> dict:
     return env
 
 
+# What `dvc repro` says after every run that changed something: the demo has no remote to push to.
+NOT_SHOWN = {"Use `dvc push` to send your updates to remote storage."}
+
+
+def repro(command: list[str], workdir: Path) -> int:
+    """Run ``command`` (``dvc repro``) in ``workdir``: its stdout line by line, less ``NOT_SHOWN``
+    (stderr, the stages' logs and bars, as it comes); its exit status."""
+    with subprocess.Popen(command, cwd=workdir, env=stage_env(), stdout=subprocess.PIPE, text=True,
+                          bufsize=1) as process:
+        for line in process.stdout:
+            if line.strip() not in NOT_SHOWN:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    return process.returncode
+
+
 def cell(value: float | int | None, signed: bool = False) -> str:
     if value is None:
         return "—"
@@ -126,25 +162,58 @@ def cell(value: float | int | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
+GAP = "rougeL - rougeL_shuffled"  # what reading the dialogue earns: higher is better
+
+
+def direction(metric: str) -> str:
+    """'▲' where higher is better, '▼' where lower is, '' where neither (stages/scoring.py)."""
+    return "▲" if metric in (*HIGHER_IS_BETTER, GAP) else "▼" if metric in LOWER_IS_BETTER else ""
+
+
 def score_table(scores: dict) -> str:
     """Every figure of the scores record (stages/records.py) per variant (the human row as a column, the ceiling), and
-    LoRA's gain over base. After ROUGE-L shuffled, the row that tells reading from guessing:
-    ROUGE-L own minus ROUGE-L against another dialogue's references."""
+    LoRA's gain over base; each metric marked with the direction that is better. After ROUGE-L
+    shuffled, the row that tells reading from guessing: ROUGE-L own minus ROUGE-L against another
+    dialogue's references."""
     variants = list(scores)
     rows: dict[str, list] = {}
     for key in (k for k in SCORE_LABELS if any(k in s for s in scores.values())):
         rows[key] = [scores[v].get(key) for v in variants]
         if key == SHUFFLED:
-            rows["rougeL - rougeL_shuffled"] = [
-                None if s.get("rougeL") is None or s.get(SHUFFLED) is None else s["rougeL"] - s[SHUFFLED]
-                for s in scores.values()]
+            rows[GAP] = [None if s.get("rougeL") is None or s.get(SHUFFLED) is None else s["rougeL"] - s[SHUFFLED]
+                         for s in scores.values()]
     lines = ["| metric | " + " | ".join(variants) + " | lora - base |",
              "|---|" + "---:|" * (len(variants) + 1)]
     for metric, values in rows.items():
         lora, base = values[variants.index("lora")], values[variants.index("base")]
         delta = None if lora is None or base is None else lora - base
-        lines.append(f"| {metric} | " + " | ".join(cell(v) for v in values) + f" | {cell(delta, signed=True)} |")
+        name = f"{metric} {direction(metric)}".strip()
+        lines.append(f"| {name} | " + " | ".join(cell(v) for v in values) + f" | {cell(delta, signed=True)} |")
     return "\n".join(lines)
+
+
+def notes(scores: dict, max_new_tokens: int, test_rows: int | None) -> list[str]:
+    """What the table's counts mean, and what to change where summaries were cut off."""
+    models = [v for v in scores if v != HUMAN]
+    dialogues = scores[models[0]][DIALOGUES]
+    lines = ["▲ higher is better, ▼ lower is better, no mark: neither (novel_bigrams: how abstractive; "
+             "gen_len: length in tokens).",
+             "rougeL_shuffled: ROUGE-L against another dialogue's human summaries; its gap to rougeL is what "
+             "reading the dialogue earns.",
+             f"ROUGE and BLEU: {', '.join(models)} over {dialogues} test dialogues"]
+    if HUMAN in scores:
+        lines[-1] += (f", human over the {scores[HUMAN].get(HUMAN_ROUGE_DIALOGUES)} of them with a second "
+                      "human summary (the first scored against the others).")
+    if test_rows is not None and test_rows != dialogues:
+        lines.append(f"{dialogues} test dialogues: the split's {test_rows} test rows hold one row per human "
+                     "summary, and a dialogue is scored once, against all of its summaries.")
+    for variant in models:
+        cut = scores[variant].get(HIT_MAX) or 0
+        if cut:
+            lines.append(f"{cut} of {dialogues} {variant} summaries used all generate.max_new_tokens "
+                         f"({max_new_tokens}) and were cut off: try dvc exp run -S "
+                         f"generate.max_new_tokens={2 * max_new_tokens}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,15 +231,19 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sync(ROOT, workdir, params)
+    autostage(workdir)
     command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else [])]
-    if subprocess.run(command, cwd=workdir, env=stage_env()).returncode != 0:
+    if repro(command, workdir) != 0:
         sys.exit(f"error: `dvc repro` failed in {workdir}")
     # The run is the baseline: dvc.lock, metrics and plots committed on main, so an experiment
     # has something to be compared with and never overwrites results no commit holds.
     commit(workdir, "make demo: results of dvc repro")
-    scores = json.loads((workdir / Paths(**params["paths"]).scores_record()).read_text())
+    paths = Paths(**params["paths"])
+    scores = json.loads((workdir / paths.scores_record()).read_text())
+    split = json.loads((workdir / paths.split_record()).read_text())
     print(f"\nOffline demo finished in {time.perf_counter() - started:.0f} s ({workdir}):\n")
     print(score_table(scores))
+    print("\n".join(["", *notes(scores, params["generate"]["max_new_tokens"], split["test"]["rows"])]))
     print(f"\nSide by side: {workdir / params['paths']['examples']}\n")
     print(NEXT_STEPS.format(workdir=os.path.relpath(workdir), venv=os.path.relpath(Path(sys.prefix), workdir)))
 

@@ -32,6 +32,12 @@ class RenderError(Exception):
 
 
 CHART_HEIGHT = 520  # px a chart of DVC's page takes with its title and legend, with room to spare
+# Once the charts drew (virtual time runs the page's promises and timers first), the page notes its
+# own height on <html>, where `chromium --dump-dom` shows it: the screenshot is then cut to the
+# page (a window sized for one chart per row left 56 % of a 3,320 px picture blank).
+MEASURE = """<script>
+setTimeout(() => { document.documentElement.dataset.height = document.documentElement.scrollHeight; }, 5000);
+</script>"""
 
 
 def offline_page(html: str) -> str:
@@ -44,7 +50,7 @@ def offline_page(html: str) -> str:
     page = INLINE_SCRIPT.sub("", CDN_SCRIPT.sub("", html))
     # Each chart's script in its own block: they all declare `var spec`.
     bundle = vl_convert.javascript_bundle("\n".join(f"{{\n{chart}\n}}" for chart in charts))
-    return page.replace("</body>", f'<script type="module">\n{bundle}\n</script>\n</body>')
+    return page.replace("</body>", f'<script type="module">\n{bundle}\n</script>\n{MEASURE}\n</body>')
 
 
 def chromium() -> str:
@@ -52,6 +58,17 @@ def chromium() -> str:
         if found := shutil.which(name):
             return found
     raise RenderError("no chromium on PATH: apt-get install chromium (Debian's package)")
+
+
+def page_height(page: Path, width: int, most: int) -> int:
+    """The height of ``page`` drawn ``width`` px wide (``MEASURE``, in a window lower than any page,
+    so that the height is the content's, not the window's); ``most`` if it says none."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},100",
+             "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<html[^>]*\bdata-height="(\d+)"', result.stdout)
+    return min(int(found.group(1)), most) if found else most
 
 
 def screenshot(page: Path, png: Path, width: int = 1000, height: int = 1400) -> None:
@@ -73,8 +90,10 @@ def render(index: Path, png: Path) -> Path:
     html = index.read_text(encoding="utf-8")
     offline = index.with_suffix(".offline.html")
     offline.write_text(offline_page(html), encoding="utf-8")
-    # One chart per row at worst (a fixed 1,400 px cut off the last charts of a longer page).
-    screenshot(offline, png, height=200 + CHART_HEIGHT * len(INLINE_SCRIPT.findall(html)))
+    # One chart per row at worst (a fixed 1,400 px cut off the last charts of a longer page), cut to
+    # what the page measures at that width.
+    most = 200 + CHART_HEIGHT * len(INLINE_SCRIPT.findall(html))
+    screenshot(offline, png, height=page_height(offline, 1000, most))
     return offline
 
 

@@ -52,7 +52,17 @@ from review.revisions import (
     revision_params,
 )
 from stages.markdown import code_block, escape
-from stages.scoring import FAITHFULNESS, HUMAN, MEAN_REF, REPEATED, ROUGE_TYPES, SCORE_LABELS, SHUFFLED
+from stages.scoring import (
+    FAITHFULNESS,
+    HIGHER_IS_BETTER,
+    HUMAN,
+    LOWER_IS_BETTER,
+    MEAN_REF,
+    REPEATED,
+    ROUGE_TYPES,
+    SCORE_LABELS,
+    SHUFFLED,
+)
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -65,7 +75,6 @@ FOUR_DECIMALS = (*ROUGE_TYPES, SHUFFLED, *MEAN_REF.values(), *FAITHFULNESS, REPE
 # model earns by reading its dialogue), what summaries invent, their length, the dialogues scored.
 SCORES = SCORE_LABELS
 BOOTSTRAPPED = (*ROUGE_TYPES, *FAITHFULNESS)  # means of per-dialogue scores (BLEU apart: a corpus score)
-LOWER_IS_BETTER = FAITHFULNESS  # what summaries invent
 TRAIN_COST = ("wall_time_s", "samples_per_second", "input_tokens_per_second", "peak_memory_mb",
               "trainable_params", "weights_mb")
 INFER_COST = ("wall_time_s", "dialogues_per_second", "generated_tokens_per_second", "peak_memory_mb")
@@ -221,10 +230,19 @@ def mark(c: bootstrap.Comparison) -> str:
     return (UP if c.diff > 0 else DOWN) if c.significant else STILL
 
 
+def judged(key: str, diff: float) -> str:
+    """' (better)' or ' (worse)' for a metric with a better direction; novel bigrams (how
+    abstractive a summary is) have none: ' (more abstractive)' or ' (more extractive)'."""
+    if key in HIGHER_IS_BETTER or key in LOWER_IS_BETTER:
+        return f" ({'better' if (diff > 0) == (key in HIGHER_IS_BETTER) else 'worse'})"
+    if key == "novel_bigrams":
+        return f" ({'more abstractive' if diff > 0 else 'more extractive'})"
+    return ""
+
+
 def moved(comparisons: dict[str, bootstrap.Comparison]) -> list[str]:
     """The metrics that moved beyond their interval: 'ROUGE-L ▼ -0.0123 (worse)'."""
-    return [f"{SCORES[key]} {mark(c)} {signed(c.diff, key)} "
-            f"({'better' if (c.diff < 0) == (key in LOWER_IS_BETTER) else 'worse'})"
+    return [f"{SCORES[key]} {mark(c)} {signed(c.diff, key)}{judged(key, c.diff)}"
             for key, c in comparisons.items() if c.significant]
 
 
@@ -241,7 +259,8 @@ def significance_section(old: Side, new: Side, resamples: int, seed: int) -> tup
     ids = list(new.scores)
     lines = [f"### Significance (paired bootstrap, {resamples} resamples, 95 % interval)", "",
              f"{UP} / {DOWN}: B − A went up / down and its 95 % interval excludes 0; {STILL}: within "
-             "the interval (for what summaries invent, lower is better).", "",
+             "the interval. Higher is better for ROUGE and BLEU, lower for invented numbers, names and "
+             "speakers; novel bigrams say how abstractive a summary is, neither better nor worse.", "",
              "| B vs A | metric | A | B | B − A | 95 % interval | moved |",
              "|---|---|---:|---:|---:|---|:---:|"]
     notes, verdict = [], []

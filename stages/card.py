@@ -51,12 +51,15 @@ def code_commit(pipeline: tuple[str, ...] = PIPELINE) -> str:
 
     try:
         commit = git("log", "-1", "--format=%H", "--", *pipeline)
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", *pipeline)
+        changed = git("diff", "--name-only", "HEAD", "--", *pipeline).splitlines() if commit else []
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git repository)"
     if not commit:
         return "none (not committed yet)"
-    return f"{commit}{' with uncommitted changes to ' + ', '.join(PIPELINE) if changed else ''}"
+    if not changed:
+        return commit
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more files" if len(changed) > 5 else "")
+    return f"{commit} with uncommitted changes to {shown}"
 
 
 def _value(value: object) -> str:
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         paths = params.paths
         adapter = paths.model_dir("lora")
-        log.info("card params: model=%s data=%s lora=%s", params.model, params.data.hub_id, params.lora)
+        log.debug("card params: model=%s data=%s lora=%s", params.model, params.data.hub_id, params.lora)
         card = card_text(params, read_json(adapter / "adapter_config.json"), read_json(paths.scores_record()),
                          read_json(paths.train_record("lora")), code_commit())
         publish(adapter, paths.published_adapter(), card)

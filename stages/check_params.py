@@ -12,6 +12,10 @@ a valid change reruns only the stages whose own sections changed, as before.
 
 from __future__ import annotations
 
+if not __package__:  # `python stages/check_params.py`: no `stages` to import from there (stages/tokenize.py)
+    raise SystemExit("error: the stages are modules of the package stages/: from the project root, "
+                     "run python -m stages.check_params (not python stages/check_params.py)")
+
 from stages import cli
 from stages.atomic import write_text
 from stages.params import UNDECLARED, Params, load_params

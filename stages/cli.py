@@ -98,8 +98,10 @@ def run(body: Callable[[], None], sections: tuple[str, ...] = (), params_file: s
     global _guard
     from stages.guard import Guard
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    # INFO: one line per event. STAGES_LOG_LEVEL=DEBUG adds what a stage read (its resolved params).
+    level = logging.getLevelName(os.environ.get("STAGES_LOG_LEVEL", "INFO").upper())
+    logging.basicConfig(level=level if isinstance(level, int) else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     # rouge-score logs "Using default tokenizer." through absl at every scorer it builds.
     logging.getLogger("absl").setLevel(logging.WARNING)
     # datasets logs "JAX version ... available." (through its library logger, "datasets") while

@@ -370,7 +370,7 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
         batching.release(args.device)
     if args.n_gpu > 1:  # devices.claim gives each process one GPU; never nn.DataParallel
         raise RuntimeError(f"this process sees {args.n_gpu} GPUs: devices.claim() was not called")
-    return seq2seq_trainer(
+    trainer = seq2seq_trainer(
         model=model,
         args=args,
         train_dataset=data["train"],
@@ -379,6 +379,8 @@ def make_trainer(params: Params, model, tokenizer, learning_rate: float, checkpo
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    tracking.show_progress(trainer)  # the bar, and each log event one line: no dicts on stdout
+    return trainer
 
 
 def seq2seq_trainer(**kwargs):
@@ -586,7 +588,7 @@ def run(variant: str, doc: str, argv: list[str] | None,
         if not launch.launched() and launch.node_rank() == 0:
             held.enter_context(locks.exclusive(checkpoint_folder(params, variant)))
         checksums.verify(params.paths.tokenized)  # before its hash decides which checkpoints resume
-        log.info("train %s params: seed=%s model=%s %s=%s train=%s runtime=%s tracking=%s", variant,
+        log.debug("train %s params: seed=%s model=%s %s=%s train=%s runtime=%s tracking=%s", variant,
                  params.seed, params.model, variant, getattr(params, variant), params.train, params.runtime,
                  params.tracking)
         if not launch.launched():  # torchrun's workers inherit the GPUs claimed here
@@ -603,7 +605,10 @@ def run(variant: str, doc: str, argv: list[str] | None,
             metrics["params_sha256"] = cli.params_digest()  # of ``sections``, as read at the start
             records.write(params.paths.train_record(variant), metrics, params.paths.train_metrics(variant),
                           records.TRAIN)
-            log.info("trained %s: %s", variant, metrics)
+            log.info("trained %s: best eval loss %.4f at step %s of %s, %.0f s, batch %s x %s (all figures: %s)",
+                     variant, metrics["best_eval_loss"], metrics["best_step"], metrics["steps"],
+                     metrics["wall_time_s"], metrics["batch_size"], metrics["gradient_accumulation_steps"],
+                     params.paths.train_record(variant))
 
     with held:  # released after cli.run has moved the outputs in place and cleared the checkpoints
         cli.run(body, sections, args.params)

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             devices.claim(params.generate.processes, "generate.processes")
         if launch.needed(params.generate.processes):
             launch.relaunch("stages.infer", params.generate.processes, sys.argv[1:])
-        log.info("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
+        log.debug("infer %s params: model=%s prompt=%s generate=%s", args.variant, params.model,
                  params.prompt, params.generate)
         dtype = generation_dtype(params.generate)  # before loading anything: a bad setting fails at once
         test = group_references(sources.read_parquet(params.paths.split_file("test")))
@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
                 "params_sha256": cli.params_digest()}  # of PARAMS as read
         records.write(params.paths.infer_record(args.variant), cost, params.paths.infer_metrics(args.variant),
                       records.INFER)
-        log.info("%s: %s", args.variant, cost)
+        log.info("%s: %d dialogues in %.0f s, %.1f generated tokens/s, %s (all figures: %s)", args.variant,
+                 cost["dialogues"], cost["wall_time_s"], cost["generated_tokens_per_second"], cost["dtype"],
+                 params.paths.infer_record(args.variant))
 
     cli.run(body, PARAMS, args.params)
 

@@ -339,10 +339,51 @@ def parse_params(raw: object, source: str = str(PARAMS_FILE)) -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{source}: {_describe(err)}" for err in exc.errors()]
         raise ParamsError("\n".join(lines)) from None
+    layers = adaptable_layers(params.model)
+    unknown = [name for name in params.lora.target_modules if layers is not None and name not in layers]
+    if unknown:
+        linear = ", ".join(sorted(layers - EMBEDDINGS))
+        raise ParamsError(f"{source}: lora.target_modules: {params.model.name} has no layer named "
+                          f"{', '.join(unknown)} (its linear layers: {linear})")
+    return params
+
+
+# The layers of every T5 (flan-T5 included) that LoRA can adapt, by module name: attention q, k, v,
+# o; feed-forward wi (ReLU T5) or wi_0 and wi_1 (gated: flan-T5), then wo; lm_head; the embeddings.
+# For a model on the hub whose files are not in the local hub cache yet.
+EMBEDDINGS = frozenset({"shared", "embed_tokens", "relative_attention_bias"})
+T5_LAYERS = frozenset({"q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo", "lm_head"}) | EMBEDDINGS
+
+
+def adaptable_layers(model: Model) -> frozenset[str] | None:
+    """The module names ``lora.target_modules`` may use for ``model``, without loading it: the
+    modules with a 2-D weight in its safetensors (linear layers and embeddings; plus the embedding
+    copies and the output layer T5 ties to ``shared`` and stores once), read from its folder or
+    its snapshot in the hub cache; else ``T5_LAYERS`` for a T5, ``None`` (left to train_lora) for
+    anything else."""
+    folder = Path(model.name)
+    if not folder.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(model.name, "config.json", revision=model.revision)
+        folder = Path(config).parent if isinstance(config, str) else None
+    files = sorted(folder.glob("*.safetensors")) if folder else []
+    if not files:
+        return T5_LAYERS if "t5" in model.name.lower() else None
+    from safetensors import safe_open
+
+    layers = set()
+    for file in files:
+        with safe_open(file, framework="numpy") as weights:
+            layers |= {key.rsplit(".", 2)[-2] for key in weights.keys()
+                       if key.endswith(".weight") and len(weights.get_slice(key).get_shape()) == 2}
+    if "shared" in layers:
+        layers |= {"embed_tokens", "lm_head"}
+    return frozenset(layers)
 
 
 def read_yaml(text: str) -> object:

@@ -189,13 +189,21 @@ def examples_markdown(by_variant: dict[str, list[dict]], count: int) -> str:
     return "\n".join(parts) + "\n"
 
 
+def headline(variant: str, scores: dict) -> str:
+    """One log line of a variant's scores: ROUGE, BLEU and what its summaries invent."""
+    shown = [f"{METRIC_LABELS[key]} {scores[key]:.{2 if key == 'bleu' else 4}f}" for key in (*ROUGE_TYPES, "bleu")
+             if scores.get(key) is not None]
+    shown += [f"{key} {scores[key]:.3f}" for key in ("invented_numbers", "invented_names")]
+    return f"{variant}: {', '.join(shown)}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = cli.parser(__doc__).parse_args(argv)
 
     def body() -> None:
         params = load_params(args.params)
         paths, variants = params.paths, params.variants
-        log.info("score params: seed=%s %s max_new_tokens=%s variants=%s", params.seed, params.score,
+        log.debug("score params: seed=%s %s max_new_tokens=%s variants=%s", params.seed, params.score,
                  params.generate.max_new_tokens, variants)
         by_variant = {v: read_predictions(paths.predictions_file(v), v) for v in variants}
         expected = split_dialogues(paths.split_file("test"))
@@ -209,9 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         for variant, rows in by_variant.items():
             scores[variant], per_item[variant] = score_variant(rows, params.score.use_stemmer, params.seed,
                                                                params.generate.max_new_tokens)
-            log.info("%s: %s", variant, scores[variant])
+            log.info("%s", headline(variant, scores[variant]))
         scores[HUMAN] = score_human(by_variant["base"], params.score.use_stemmer, params.seed)
-        log.info("%s: %s", HUMAN, scores[HUMAN])
+        log.info("%s", headline(HUMAN, scores[HUMAN]))
         write_jsonl(paths.per_dialogue, [
             {"id": dialogue_id, **{f"{v}.{k}": per_item[v][k][i] for v in per_item for k in per_item[v]}}
             for i, dialogue_id in enumerate(ids["base"])

@@ -27,6 +27,13 @@ DIALOGUES = "dialogues"  # test dialogues scored
 HUMAN = "human"  # the first human summary of each dialogue, scored as a variant is
 HUMAN_ROUGE_DIALOGUES = "rouge_dialogues"  # the human row's ROUGE: dialogues with a second summary
 
+# Which way is better, where one is: ROUGE and BLEU up; what summaries invent, repeated 3-grams
+# and cut-off summaries down. Neither for the rest: novel bigrams say how abstractive a summary
+# is (a human writes 0.6 here), ROUGE-L shuffled is read as its gap to ROUGE-L (up: reading the
+# dialogue), gen_len is length, dialogues a count.
+HIGHER_IS_BETTER = (*ROUGE_TYPES, "bleu", *MEAN_REF.values())
+LOWER_IS_BETTER = ("invented_numbers", "invented_names", "speaker_errors", REPEATED, HIT_MAX)
+
 # How every key of scores.json reads in tables (the review report, the demo), in table order.
 SCORE_LABELS = {**METRIC_LABELS, SHUFFLED: "ROUGE-L shuffled",
                 **{key: f"{METRIC_LABELS[t]} mean of refs" for t, key in MEAN_REF.items()},

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> None:
         params = load_params(args.params)
-        log.info("split params: seed=%s %s data=%s", params.seed, params.split, params.data)
+        log.debug("split params: seed=%s %s data=%s", params.seed, params.split, params.data)
         loaded = sources.load(params.data, params.hub)
         frame, pooled = loaded.frame, 0
         by_topic = params.data.columns.topic is not None
@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
             "source": loaded.origin,
             "params_sha256": cli.params_digest(),  # of PARAMS as read: what this split was made with
         })
-        log.info("split %s: %s", loaded.origin, {n: c["rows"] for n, c in counts.items()})
+        # Dialogues, and rows: a row per human summary (DialogSum's test has three per dialogue)
+        log.info("split %s: %s dialogues (%s rows, one per summary)", loaded.origin,
+                 ", ".join(f"{n} {c['dialogues']}" for n, c in counts.items()),
+                 ", ".join(f"{c['rows']}" for c in counts.values()))
 
     cli.run(body, PARAMS, args.params)
 

@@ -119,6 +119,9 @@ def read_input(path: str, fmt: str | None) -> list[dict]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8") from None
+    if "\0" in text:  # UTF-8 holds no NUL in text: a binary file (or UTF-16) would be "summarized"
+        raise DataError(f"{source}: byte {raw.index(bytes(1))} is NUL: not a text file; give dialogues as "
+                        "UTF-8 text, .jsonl or .csv")
     return parse_dialogues(text, format_of(path, fmt), source)
 
 
@@ -227,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         params = revision_params(args.rev) if args.rev else load_params(args.params)
         with ExitStack() as stack:
             adapter = args.adapter or params.paths.model_dir("lora")
+            if args.adapter is None and args.rev is None and not (adapter / "adapter_config.json").is_file():
+                raise ModelError(f"{adapter}: no trained adapter here: dvc repro trains one, make demo "
+                                 "trains one in demo-run/ (run this there); or give --adapter DIR or --rev REV")
             if args.rev:
                 into = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adapter-")))
                 adapter = fetch_adapter(args.rev, adapter, into)

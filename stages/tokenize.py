@@ -11,6 +11,17 @@ infer stage generates from its text.
 
 from __future__ import annotations
 
+if __name__ == "tokenize":  # before any import: a stage run as a file stops here
+    # Imported as the standard library's ``tokenize`` (which ``logging`` imports through
+    # ``linecache``): a stage ran as a file, ``python stages/score.py``, which puts stages/ first
+    # on sys.path. Imports fail from here on in a 28-line traceback; one line says what to type.
+    import os
+    import sys
+
+    script = os.path.splitext(os.path.basename(sys.argv[0]))[0] if sys.argv and sys.argv[0] else ""
+    sys.exit(f"error: the stages are modules of the package stages/: from the project root, "
+             f"run python -m stages.{script or '<name>'} (not python stages/{script or '<name>'}.py)")
+
 import hashlib
 import json
 import logging
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         import datasets
 
         params = load_params(args.params)
-        log.info("tokenize params: model=%s prompt=%s", params.model, params.prompt)
+        log.debug("tokenize params: model=%s prompt=%s", params.model, params.prompt)
         resolved = modeling.resolve(params.model, params.hub)
         tokenizer = modeling.load_tokenizer(resolved.folder)
         splits, metrics = {}, {}
@@ -92,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             datasets.DatasetDict(splits).save_to_disk(str(out))
             checksums.write(out)  # train_lora and the baselines check the data before training on it
         records.write(params.paths.tokenize_record(), {**metrics, "params_sha256": cli.params_digest()})
-        log.info("tokenized: %s", metrics)
+        for name, m in metrics.items():
+            log.info("tokenized %s: %d rows, %d sources and %d targets cut to their max length, longest %d / %d tokens",
+                     name, m["rows"], m["source_truncated"], m["target_truncated"], m["source_tokens_max"],
+                     m["target_tokens_max"])
 
     cli.run(body, PARAMS, args.params)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from stages import wandb_runs
 from stages.errors import InputError
@@ -69,6 +70,23 @@ class LiveCurves(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.live.end()
+
+
+class ProgressLines(ProgressCallback):
+    """The Trainer's progress bar, with each of its log events as one log line (``step 20: loss
+    1.23, grad_norm 0.8, ...``) instead of a dict printed on stdout under the bar."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            shown = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                              for key, value in logs.items() if key != "total_flos")
+            log.info("step %d: %s", state.global_step, shown)
+
+
+def show_progress(trainer) -> None:
+    """Swap ``trainer``'s own progress callback for ``ProgressLines`` (same bar, lines logged)."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ProgressLines())
 
 
 def wandb_report_to(enabled: bool, project: str, run_params: BaseModel) -> list[str]:

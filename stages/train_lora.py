@@ -30,9 +30,11 @@ def add_lora(base, lora: Lora, seed: int):
 
     leaf_names = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
     missing = [m for m in lora.target_modules if m not in leaf_names]
-    if missing:
+    if missing:  # params.py checks this before any stage for T5s; here for any model
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in base.named_modules()
+                         if isinstance(module, torch.nn.Linear)})
         raise ModelError(f"lora.target_modules: the model has no module named {', '.join(missing)} "
-                         f"(linear layers here include e.g. q, k, v, o, wi, wo)")
+                         f"(its linear layers: {', '.join(linear)})")
     # T5's forward accepts **kwargs but ignores num_items_in_batch, so the Trainer would skip
     # dividing the loss by the accumulation steps: loss and gradients come out multiplied by
     # gradient_accumulation_steps. False makes the Trainer do the division itself.

@@ -63,7 +63,12 @@ def start(run_params: BaseModel, project: str, job_type: str):
     settings = run_settings(os.environ, head_commit(), project, job_type)
     Path(settings["dir"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_PROJECT", project)  # the Trainer's callback reads it
-    return wandb.init(config=run_params.model_dump(mode="json"), **settings)
+    # W&B's own terminal lines (a dozen per run, coloured for a terminal, and so in DVC's logs too)
+    # go to its debug log instead; the one line below says where the run is.
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(config=run_params.model_dump(mode="json"), **settings)
+    log.info("W&B run %s (%s): %s", run.name, run.settings.mode, run.url or run.settings.sync_dir)
+    return run
 
 
 def log_scores(run, scores: dict[str, dict], rows: dict[str, list[dict]]) -> None:

@@ -442,7 +442,7 @@ def test_sizes_benchmark_tiny_measures_each_setting_and_skips_kbit_without_bitsa
 
 
 def test_the_size_shapes_are_flan_t5s_parameter_counts():
-    """benchmarks/synthetic.py SIZES against the parameter counts the README's sizes table uses."""
+    """benchmarks/synthetic.py SIZES against the parameter counts benchmarks/README.md's sizes table uses."""
     from benchmarks.synthetic import base_shape_model
 
     counts = {size: sum(p.numel() for p in base_shape_model(0, "meta", size).parameters())

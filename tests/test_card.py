@@ -92,3 +92,25 @@ def test_params_text_in_the_card_is_shown_as_text(source):
     full = card.card_text(*with_value(HOSTILE), {}, {}, "0" * 40)
     meta = YAML(typ="safe").load(full.split("---\n")[1])
     assert meta["base_model"] == HOSTILE and meta.get("datasets", [HOSTILE]) == [HOSTILE]
+
+
+def test_the_commit_line_names_the_files_that_changed_since(tmp_path, monkeypatch):
+    from stages.card import code_commit
+    from tests.conftest import git
+
+    monkeypatch.chdir(tmp_path)
+    git(tmp_path, "init", "-q")
+    (tmp_path / "stages").mkdir()
+    for name in ("params.yaml", "dvc.yaml", "stages/score.py", "notes.txt"):
+        (tmp_path / name).write_text("one\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = git(tmp_path, "rev-parse", "HEAD").strip()
+    assert code_commit() == commit
+    (tmp_path / "notes.txt").write_text("not the pipeline\n")
+    assert code_commit() == commit
+    (tmp_path / "params.yaml").write_text("two\n")  # what dvc exp run -S does
+    assert code_commit() == f"{commit} with uncommitted changes to params.yaml"
+    (tmp_path / "stages" / "score.py").write_text("two\n")
+    git(tmp_path, "add", "stages/score.py")  # staged counts too
+    assert code_commit() == f"{commit} with uncommitted changes to params.yaml, stages/score.py"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from demo import make_tiny_t5
-from demo.run import NEXT_STEPS, commit, deep_merge, demo_params, score_table, sync
+from demo.run import NEXT_STEPS, autostage, commit, deep_merge, demo_params, notes, repro, score_table, sync
 from stages import modeling
 from stages.errors import ParamsError
 from stages.params import parse_params, read_yaml
@@ -153,16 +153,35 @@ def test_tiny_tokenizer_keeps_every_character_of_the_sample():
 
 def test_score_table_shows_both_variants_the_gain_the_reading_gap_and_the_human_row():
     table = score_table({
-        "base": {"rougeL": 0.02, "bleu": 0.5, "rougeL_shuffled": 0.02, "invented_names": 0.2, "hit_max_tokens": 0},
-        "lora": {"rougeL": 0.31, "bleu": 9.0, "rougeL_shuffled": 0.12, "invented_names": 0.5, "hit_max_tokens": 7},
-        "human": {"rougeL": 0.4, "bleu": None, "rougeL_shuffled": 0.1, "invented_names": 0.01,
+        "base": {"rougeL": 0.02, "bleu": 0.5, "rougeL_shuffled": 0.02, "invented_names": 0.2, "novel_bigrams": 0.3,
+                 "hit_max_tokens": 0},
+        "lora": {"rougeL": 0.31, "bleu": 9.0, "rougeL_shuffled": 0.12, "invented_names": 0.5, "novel_bigrams": 0.8,
+                 "hit_max_tokens": 7},
+        "human": {"rougeL": 0.4, "bleu": None, "rougeL_shuffled": 0.1, "invented_names": 0.01, "novel_bigrams": 0.6,
                   "hit_max_tokens": None}})
     assert table.splitlines()[0] == "| metric | base | lora | human | lora - base |"
-    assert "| rougeL | 0.0200 | 0.3100 | 0.4000 | +0.2900 |" in table
-    assert "| bleu | 0.5000 | 9.0000 | — | +8.5000 |" in table
-    assert "| rougeL - rougeL_shuffled | 0.0000 | 0.1900 | 0.3000 | +0.1900 |" in table
-    assert "| invented_names | 0.2000 | 0.5000 | 0.0100 | +0.3000 |" in table
-    assert "| hit_max_tokens | 0 | 7 | — | +7 |" in table
+    # each metric says which way is better: ▲ higher, ▼ lower, nothing where neither is
+    assert "| rougeL ▲ | 0.0200 | 0.3100 | 0.4000 | +0.2900 |" in table
+    assert "| bleu ▲ | 0.5000 | 9.0000 | — | +8.5000 |" in table
+    assert "| rougeL_shuffled | 0.0200 | 0.1200 | 0.1000 | +0.1000 |" in table
+    assert "| rougeL - rougeL_shuffled ▲ | 0.0000 | 0.1900 | 0.3000 | +0.1900 |" in table
+    assert "| invented_names ▼ | 0.2000 | 0.5000 | 0.0100 | +0.3000 |" in table
+    assert "| novel_bigrams | 0.3000 | 0.8000 | 0.6000 | +0.5000 |" in table
+    assert "| hit_max_tokens ▼ | 0 | 7 | — | +7 |" in table
+
+
+def test_the_tables_notes_say_what_the_counts_are_and_what_to_change():
+    scores = {"base": {"dialogues": 145, "hit_max_tokens": 0}, "lora": {"dialogues": 145, "hit_max_tokens": 29},
+              "human": {"dialogues": 145, "rouge_dialogues": 21}}
+    said = notes(scores, 64, 171)
+    assert said[0].startswith("▲ higher is better, ▼ lower is better")
+    assert said[2] == ("ROUGE and BLEU: base, lora over 145 test dialogues, human over the 21 of them with a second "
+                       "human summary (the first scored against the others).")
+    assert said[3].startswith("145 test dialogues: the split's 171 test rows hold one row per human summary")
+    assert said[4:] == ["29 of 145 lora summaries used all generate.max_new_tokens (64) and were cut off: "
+                        "try dvc exp run -S generate.max_new_tokens=128"]
+    assert all(len(line) <= 160 for line in said)
+    assert len(notes({**scores, "lora": {"dialogues": 145, "hit_max_tokens": 0}}, 64, 145)) == 3
 
 
 def test_the_demo_project_is_on_main_and_its_results_are_committed(tmp_path):
@@ -188,6 +207,25 @@ def test_the_demo_project_is_on_main_and_its_results_are_committed(tmp_path):
     steps = NEXT_STEPS.format(workdir="demo-run", venv="../.venv")
     assert [line.split("#")[0].strip() for line in steps.splitlines()[2:]] == [
         "dvc exp run -S lora.r=8", "dvc metrics diff main", "python -m review.report"]
+
+
+def test_the_demo_shows_no_dvc_hint_it_has_no_use_for(tmp_path, capsys):
+    """No "To track the changes with git, run: ..." (DVC stages its changes itself in the demo's
+    copy, which the demo commits) and no "Use `dvc push`" (the demo has no remote)."""
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "demo-run"
+    workdir.mkdir()
+    sync(ROOT, workdir, demo_params())
+    autostage(workdir)
+    config = subprocess.run([sys.executable, "-m", "dvc", "config", "core.autostage"], cwd=workdir,
+                            capture_output=True, text=True)
+    assert config.stdout.strip() == "true", config.stderr
+    assert "config.local" not in git(workdir, "ls-files", ".dvc")  # the copy's own setting, not committed
+    printing = "print('Running stage split'); print('Use `dvc push` to send your updates to remote storage.')"
+    assert repro([sys.executable, "-c", printing], workdir) == 0
+    assert capsys.readouterr().out == "Running stage split\n"
 
 
 def test_the_readmes_demo_numbers_are_the_recorded_runs():

@@ -1,5 +1,6 @@
-"""Dependencies declared honestly: every import is a distribution pyproject.toml declares and
-constraints.txt pins, and the stack as installed prints no warning about its own packaging."""
+"""Dependencies declared honestly: every import is a distribution pyproject.toml declares, the
+locks in requirements/ (``make lock``) pin the whole installed stack, and the stack as installed
+prints no warning about its own packaging."""
 
 from __future__ import annotations
 
@@ -80,20 +81,59 @@ def test_every_import_is_a_declared_distribution() -> None:
     assert not undeclared, "\n".join(undeclared)
 
 
-def test_every_declared_distribution_is_pinned_at_its_installed_version() -> None:
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            req = Requirement(line)
-            pins[canonical(req.name)] = next(iter(req.specifier)).version
-    wrong = []
-    for name in sorted(declared(("dependencies", *PROJECT["project"]["optional-dependencies"]))):
-        installed = Version(metadata.version(name)).public  # torch 2.13.0+cpu is torch==2.13.0
-        if name not in pins:
-            wrong.append(f"{name}: declared in pyproject.toml, not pinned in constraints.txt (installed: {installed})")
-        elif Version(pins[name]) != Version(installed):
-            wrong.append(f"{name}: constraints.txt pins {pins[name]}, installed is {installed} (`make setup`)")
+def read_lock(name: str) -> dict[str, str]:
+    """``requirements/<name>.lock`` as {distribution: version}."""
+    text = (ROOT / "requirements" / f"{name}.lock").read_text(encoding="utf-8")
+    pins = (line.split("==") for line in text.splitlines() if line and not line.startswith("#"))
+    return {canonical(dist): version.strip() for dist, version in pins}
+
+
+def installed_stack() -> dict[str, str]:
+    """pyproject.toml's requirements (every extra) and all they require, as installed: {name: version}."""
+    extras = PROJECT["project"]["optional-dependencies"]
+    todo = [(Requirement(line), "") for line in PROJECT["project"]["dependencies"] + sum(extras.values(), [])]
+    seen: set[tuple[str, str]] = set()  # (distribution, extra) whose requirements were followed
+    while todo:
+        req, extra = todo.pop()
+        if req.marker and not req.marker.evaluate({"extra": extra}):
+            continue
+        for wanted in ("", *req.extras):
+            if (canonical(req.name), wanted) not in seen:
+                seen.add((canonical(req.name), wanted))
+                todo += [(Requirement(line), wanted) for line in metadata.requires(req.name) or []]
+    return {name: metadata.version(name) for name, _ in seen}
+
+
+def test_the_lock_pins_exactly_the_installed_stack() -> None:
+    """The lock of this torch build (the test one: every extra) holds every package the project's
+    requirements pull in, at the installed version, and nothing that is not installed."""
+    build = "cpu" if "+cpu" in metadata.version("torch") else "cuda"
+    pins, stack = read_lock(f"{build}-test"), installed_stack()
+    wrong = [f"{name}: installed {version}, not in requirements/{build}-test.lock"
+             for name, version in stack.items() if name not in pins]
+    for name, pin in pins.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or Version(installed) != Version(pin):
+            wrong.append(f"{name}: requirements/{build}-test.lock pins {pin}, installed is {installed} (`make test`)")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_locks_agree_with_each_other() -> None:
+    """Run and test locks pin the same versions; the CUDA locks are the CPU ones with torch's other
+    build and the CUDA libraries it brings (the Makefile reads torch's version from the CPU lock)."""
+    locks = {name: read_lock(name) for name in ("cpu", "cpu-test", "cuda", "cuda-test")}
+    for build in ("cpu", "cuda"):
+        run, test = locks[build], locks[f"{build}-test"]
+        assert run.items() <= test.items(), f"{build}.lock and {build}-test.lock pin other versions"
+        assert {"pytest", "ruff"} <= test.keys() - run.keys()
+    cpu, cuda = locks["cpu-test"], locks["cuda-test"]
+    assert Version(cpu["torch"]).local == "cpu" and Version(cuda["torch"]) == Version(cpu["torch"].split("+")[0])
+    shared = cpu.keys() - {"torch"}
+    assert {k: cuda.get(k) for k in shared} == {k: cpu[k] for k in shared}
+    assert all(name.startswith(("nvidia-", "cuda-", "triton")) for name in cuda.keys() - cpu.keys())
 
 
 def test_no_stage_import_warns_that_pynvml_is_deprecated() -> None:

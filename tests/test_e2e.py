@@ -40,7 +40,8 @@ def first_repro(project) -> str:
     assert set(lock["stages"]) == RECIPE_STAGES | {"check_params"}  # the built run: every stage of the recipe
     assert dvc(project, "status", "--json").stdout.strip() == "{}"  # nothing half-run by default
     set_params(project, baselines=["full"])
-    return dvc(project, "repro").stdout
+    result = dvc(project, "repro")
+    return result.stdout + result.stderr  # what the terminal shows: DVC's lines, the stages' logs
 
 
 def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_repro):
@@ -71,6 +72,17 @@ def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_rep
     assert lora["weights_mb"] < full["weights_mb"] * 1.05 * lora["trainable_params"] / full["total_params"]
     examples = (project / "metrics" / "examples.md").read_text()
     assert examples.count("- **lora**") == examples.count("- **full**") == 5
+
+
+def test_every_line_it_shows_is_one_event_of_at_most_160_characters(first_repro):
+    """One line per event: no params dump at INFO (STAGES_LOG_LEVEL=DEBUG shows them), no dict of
+    the Trainer's logs printed under its bar (train_baseline@full trained here)."""
+    # DVC's own "To track the changes with git, run: git add <every file>" is not ours (make demo
+    # turns it off with core.autostage; a user's repository may want it)
+    lines = [line for line in first_repro.splitlines() if not line.startswith("\tgit add ")]
+    assert [line for line in lines if len(line) > 160] == []
+    assert [line for line in lines if line.lstrip().startswith("{'")] == []
+    assert any(re.search(r"stages.tracking INFO step \d+: loss ", line) for line in lines)
 
 
 def test_second_repro_reruns_nothing(project, first_repro):
@@ -185,6 +197,10 @@ def test_plots_render_in_headless_chromium(project, first_repro):
     for rgb in ((0x4C, 0x78, 0xA8), (0xF5, 0x85, 0x18), (0xE4, 0x57, 0x56)):
         assert count.get(rgb, 0) > 200, f"no bars drawn in {rgb}"
     assert sum(n for rgb, n in count.items() if rgb != (255, 255, 255)) > 0.02 * image.width * image.height
+    # cut to the page: a window sized for one chart per row left 56 % of the picture's rows blank
+    blank = sum(all(image.getpixel((x, y)) == (255, 255, 255) for x in range(0, image.width, 4))
+                for y in range(image.height))
+    assert blank < 0.2 * image.height, f"{blank} of {image.height} rows blank"
 
 
 def test_plots_diff_shows_both_revisions(project, first_repro):

@@ -289,3 +289,35 @@ def test_no_params_value_holds_a_newline_and_the_template_is_the_recipes() -> No
         assert not [v for v in leaves(raw) if isinstance(v, str) and "\n" in v], name
     template = load_params(ROOT / "params.yaml").prompt.template
     assert template == "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
+
+
+def test_target_modules_are_checked_against_the_models_own_layers(tmp_path: Path, monkeypatch) -> None:
+    """Before any stage runs (check_params): from the local model's weights (the demo's gated
+    tiny T5 has wi_0 and wi_1, no wi), from the snapshot in the hub cache, else from T5's names."""
+    raw = demo_params()
+    raw["lora"]["target_modules"] = ["q", "wi_0", "lm_head", "shared"]
+    parse_params(raw)  # its own layers (lm_head: tied to shared, stored once)
+    raw["lora"]["target_modules"] = ["q", "wi"]
+    with pytest.raises(ParamsError, match=r"^p: lora.target_modules: demo/tiny-t5 has no layer named wi "
+                                          r"\(its linear layers: k, lm_head, o, q, v, wi_0, wi_1, wo\)$"):
+        parse_params(raw, "p")
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    hub = shipped()
+    hub["model"] = {"name": "org/gated-t5", "revision": "a" * 40}
+    hub["lora"]["target_modules"] = ["q", "wi"]
+    with pytest.raises(ParamsError, match=r"org/gated-t5 has no layer named x \(its linear layers: k, lm_head, "
+                                          r"o, q, v, wi, wi_0, wi_1, wo\)"):
+        parse_params({**hub, "lora": {**hub["lora"], "target_modules": ["x"]}})
+    parse_params(hub)  # not cached: any T5 layer
+    snapshot = tmp_path / "models--org--gated-t5" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((ROOT / "demo" / "tiny-t5" / name).read_bytes())
+    with pytest.raises(ParamsError, match=r"org/gated-t5 has no layer named wi \(its linear layers: k, lm_head, "
+                                          r"o, q, v, wi_0, wi_1, wo\)"):
+        parse_params(hub)
+    hub["model"]["name"] = "org/not-a-t-five"  # unknown architecture, not cached: train_lora checks
+    parse_params({**hub, "lora": {**hub["lora"], "target_modules": ["anything"]}})

@@ -110,3 +110,18 @@ def test_bad_revisions_are_one_line_errors(reviewed):
     assert before_any_run.returncode == 1
     assert before_any_run.stderr.strip().splitlines() == [
         "error: HEAD~1 has no metrics/scores.json: run `dvc repro` there (and commit it), or `dvc pull` it"]
+
+
+def test_the_verdict_judges_only_what_has_a_better_direction():
+    """Fewer novel bigrams is more extractive, not better (they say how abstractive a summary is);
+    more invented names is worse, more ROUGE better."""
+    from review.bootstrap import Comparison
+    from review.report import moved
+
+    def up(a: float, b: float) -> Comparison:
+        return Comparison(a=a, b=b, low=b - a - 0.01, high=b - a + 0.01, dialogues=10, resamples=100)
+
+    assert moved({"rougeL": up(0.30, 0.35), "invented_names": up(0.2, 0.3), "novel_bigrams": up(0.8, 0.6),
+                  "bleu": up(20.0, 18.0)}) == [
+        "ROUGE-L ▲ +0.0500 (better)", "invented names ▲ +0.1000 (worse)", "novel bigrams ▼ -0.2000 (more extractive)",
+        "BLEU ▼ -2.00 (worse)"]

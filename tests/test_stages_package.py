@@ -61,3 +61,20 @@ def test_datasets_says_nothing_of_jax_where_jax_is_installed(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     assert "datasets" in out.stderr and "imported" in out.stderr, out.stderr  # INFO lines are shown
     assert "JAX version" not in out.stderr, out.stderr
+
+
+COMMANDS = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
+
+
+def test_a_stage_run_as_a_file_says_in_one_line_how_to_run_it(tmp_path):
+    """`python stages/score.py` puts stages/ first on sys.path, where stages/tokenize.py stands in
+    for the standard library's tokenize (or `stages` cannot be imported at all): one line says what
+    to type instead, from the project root or from anywhere else."""
+    assert {"score", "tokenize", "check_params", "summarize"} <= set(COMMANDS)
+    for name in COMMANDS:
+        for cwd, script in ((ROOT, f"stages/{name}.py"), (tmp_path, str(ROOT / "stages" / f"{name}.py"))):
+            result = subprocess.run([sys.executable, script], cwd=cwd, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 1, (name, result.stderr[-2000:])
+            assert result.stderr.splitlines() == [
+                f"error: the stages are modules of the package stages/: from the project root, "
+                f"run python -m stages.{name} (not python stages/{name}.py)"], result.stderr[-2000:]

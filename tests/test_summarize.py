@@ -10,7 +10,7 @@ import pytest
 
 from stages import summarize
 from stages.errors import DataError
-from tests.conftest import copy_project
+from tests.conftest import ROOT, copy_project
 
 TWO = "#Person1#: Hi, how are you?\n#Person2#: Fine. I need to see a doctor.\n\n\n" \
       "#Person1#: Where is the bank?\r\n#Person2#: Next to the station, on your left.\n"
@@ -261,3 +261,19 @@ def test_summaries_use_generate_bf16_on_a_gpu_of_their_own(tmp_path, monkeypatch
         os.environ.update(environment)
     assert loaded["dtype"] == torch.float32
     assert loaded["gpu"] != queued[0] and loaded["gpu"] in devices.listed_gpus()
+
+
+def test_a_binary_file_is_refused(tmp_path):
+    (tmp_path / "chat.txt").write_bytes(b"#Person1#: Hi.\x00\x01\x02")
+    with pytest.raises(DataError, match=r"chat.txt: byte 14 is NUL: not a text file; give dialogues as UTF-8 text"):
+        summarize.read_input(str(tmp_path / "chat.txt"), None)
+
+
+def test_without_a_trained_adapter_it_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    """From a project that trained nothing yet (a fresh clone's root), before reading any input."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "dialogues.txt")
+    assert code == 1 and out == ""
+    assert err.splitlines() == ["error: models/lora: no trained adapter here: dvc repro trains one, make "
+                                "demo trains one in demo-run/ (run this there); or give --adapter DIR or --rev REV"]
+    assert len(err.splitlines()[0]) <= 160

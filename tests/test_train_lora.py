@@ -18,7 +18,8 @@ LORA = Lora(r=4, alpha=8, dropout=0.0, target_modules=["q", "v"], bias="none", t
 
 def test_unknown_target_module_is_named(tiny_model):
     bad = LORA.model_copy(update={"target_modules": ["q", "query_proj"]})
-    with pytest.raises(ModelError, match="lora.target_modules: .*query_proj"):
+    with pytest.raises(ModelError, match=r"lora.target_modules: .*query_proj \(its linear layers: k, lm_head, o, q, v, "
+                                         r"wi_0, wi_1, wo\)"):
         add_lora(modeling.load_model(tiny_model), bad, seed=0)
 
 
@@ -615,3 +616,28 @@ def test_a_resumed_length_grouped_run_trains_on_the_batches_the_uninterrupted_on
     assert len(uninterrupted) >= 14 and len(resumed) >= 6
     assert resumed == uninterrupted[-len(resumed):]
     assert uninterrupted[:6] != uninterrupted[6:12]  # each epoch has an order of its own
+
+
+def test_the_trainer_logs_one_line_per_event_and_prints_no_dict(tiny_model, tmp_path, caplog, capsys):
+    """The Trainer's progress callback printed each log event as a dict on stdout (24 lines in the
+    demo): here it is one log line, and the bar stays."""
+    import logging
+
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers.trainer_callback import ProgressCallback
+
+    from stages import tracking
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=False)
+    trainer = Seq2SeqTrainer(model=modeling.load_model(tiny_model), args=args)
+    tracking.show_progress(trainer)
+    progress = [type(c) for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert progress == [tracking.ProgressLines]
+    trainer.state.global_step = 20
+    with caplog.at_level(logging.INFO, logger="stages.tracking"):
+        trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control,
+                                        {"loss": 1.234567, "grad_norm": 0.5, "learning_rate": 1e-3, "epoch": 0.13,
+                                         "total_flos": 5e12})
+    assert capsys.readouterr().out == ""
+    assert [r.getMessage() for r in caplog.records] == [
+        "step 20: loss 1.235, grad_norm 0.5, learning_rate 0.001, epoch 0.13"]

@@ -114,9 +114,12 @@ def test_wandb_offline_score_run_read_back(built_project, tmp_path, monkeypatch)
     assert json.loads(dvc(project, "status", "--json").stdout) == {}  # nothing W&B wrote is an output
 
 
-def test_training_starts_the_run_the_trainer_logs_to(tmp_path, monkeypatch):
+def test_training_starts_the_run_the_trainer_logs_to(tmp_path, monkeypatch, capfd, caplog):
     """Training's run (the Trainer's W&B callback takes over the run started here): named, grouped,
-    the params as config, written under DVC_ROOT."""
+    the params as config, written under DVC_ROOT; one line says where, W&B's own lines stay off
+    the terminal."""
+    import logging
+
     import wandb
 
     from stages import tracking
@@ -126,10 +129,16 @@ def test_training_starts_the_run_the_trainer_logs_to(tmp_path, monkeypatch):
                        "DVC_EXP_BASELINE_REV": "c" * 40}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WANDB_PROJECT", raising=False)  # start() sets it for the Trainer's callback
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
     params = load_params(ROOT / "params.yaml")
     assert tracking.wandb_report_to(False, "proj", params) == []
-    assert tracking.wandb_report_to(True, "proj", params) == ["wandb"]
-    wandb.run.finish()
+    with caplog.at_level(logging.INFO, logger="stages.wandb_runs"):
+        assert tracking.wandb_report_to(True, "proj", params) == ["wandb"]
+        wandb.run.finish()
+    out, err = capfd.readouterr()
+    assert "wandb" not in out + err.replace(str(tmp_path), "")
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B run")]
+    assert line.startswith(f"W&B run exp-train (offline): {tmp_path / 'wandb'}")
     run = read_run(next((tmp_path / "wandb").glob("offline-run-*")))
     assert (run["name"], run["group"], run["job_type"], run["project"]) == ("exp-train", "c" * 40, "train", "proj")
     assert run["config"] == params.model_dump(mode="json")
