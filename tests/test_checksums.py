@@ -87,7 +87,11 @@ def test_a_damaged_adapter_is_refused_before_it_loads(tiny_model, tmp_path):
 def test_training_refuses_damaged_tokenized_data_in_one_line(built_project, tmp_path):
     project = copy_project(built_project, tmp_path / "p")
     adapter = (project / "models/lora/adapter_model.safetensors").read_bytes()
-    stamp = (project / "checkpoints/lora/fingerprint.json").read_bytes()
+    # A stamped checkpoint folder, as an interrupted run leaves it (a finished one leaves none):
+    # training with other data clears it, so it must still be there after the refusal.
+    stamp = b'{"fingerprint": "an interrupted run\'s"}\n'
+    (project / "checkpoints/lora").mkdir(parents=True)
+    (project / "checkpoints/lora/fingerprint.json").write_bytes(stamp)
     arrow = next((project / "data/tokenized/train").glob("*.arrow"))
     flip(arrow)
     result = subprocess.run([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),

@@ -252,7 +252,8 @@ def test_summaries_use_generate_bf16_on_a_gpu_of_their_own(tmp_path, monkeypatch
     environment = dict(os.environ)
     try:
         with pytest.raises(SystemExit):
-            summarize.main([str(tmp_path / "one.txt"), "--params", str(tmp_path / "params.yaml")])
+            summarize.main([str(tmp_path / "one.txt"), "--params", str(tmp_path / "params.yaml"),
+                            "--adapter", str(tmp_path / "adapter")])  # (load is replaced: no folder needed)
     finally:
         for handle in experiment + devices._held:
             handle.close()
