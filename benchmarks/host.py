@@ -126,7 +126,7 @@ def train_ops(folder: Path, params, batch: int = 2, source: int = 48, target: in
         bf16 = modeling.use_bf16(params.train.bf16)
         weights = modeling.base_weights(params.train.base_weights, bf16)
         frozen = modeling.load_model(folder, params.train.dropout_rate, weights)
-    model = trainable_model(frozen, params, weights).train()
+    model = trainable_model(frozen, params, weights, autocast_bf16=bf16).train()
     generator = torch.Generator().manual_seed(SEED)
     vocab = model.config.vocab_size
     inputs = {"input_ids": torch.randint(3, vocab, (batch, source), generator=generator),

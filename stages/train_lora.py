@@ -68,10 +68,18 @@ def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None
     config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def trainable_model(frozen, params: Params, weights: str):
+def trainable_model(frozen, params: Params, weights: str, autocast_bf16: bool = False):
     """The model this stage trains, from ``frozen``, the base as ``modeling.load_model`` loads it
     with ``weights`` (``modeling.base_weights``), or an fp32 model built in memory (a benchmark's),
-    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added."""
+    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added.
+
+    ``autocast_bf16``: training runs under bf16 autocast (``modeling.use_bf16(train.bf16)``). With
+    a bf16 base there, peft's cast of each LoRA layer's input to the adapter's fp32 is undone by
+    autocast at the adapter's matmul (bf16 -> fp32 -> bf16, exact): peft's own switch
+    (``cast_input_dtype_enabled``, as ``peft.helpers.disable_input_dtype_casting`` sets it) turns
+    it off, 4 kernels per adapted layer and micro-batch fewer (2 casts forward, 2 backward). LoRA's
+    dropout then draws on the bf16 input; tests/test_train_lora.py bounds the loss curve's change.
+    Without autocast the cast stays: a bf16 input would not meet fp32 LoRA weights."""
     import torch
 
     if weights == "bf16":  # a no-op for a base loaded in bf16
@@ -80,17 +88,25 @@ def trainable_model(frozen, params: Params, weights: str):
         from peft import prepare_model_for_kbit_training  # fp32 norms and (optionally) checkpointing
 
         frozen = prepare_model_for_kbit_training(frozen, params.train.gradient_checkpointing)
-    return add_lora(frozen, params.lora, params.seed)
+    model = add_lora(frozen, params.lora, params.seed)
+    if weights == "bf16" and autocast_bf16:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = False
+    return model
 
 
 def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
     resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
-    weights = modeling.base_weights(params.train.base_weights, modeling.use_bf16(params.train.bf16))
+    bf16 = modeling.use_bf16(params.train.bf16)
+    weights = modeling.base_weights(params.train.base_weights, bf16)
     frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, weights,
                                  launch.local_rank())
-    model = trainable_model(frozen, params, weights)
+    model = trainable_model(frozen, params, weights, autocast_bf16=bf16)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %d trainable of %d parameters (%.2f %%), frozen base in %s",
              trainable, total, 100 * trainable / total, weights)
