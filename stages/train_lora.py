@@ -71,15 +71,9 @@ def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None
 def trainable_model(frozen, params: Params, weights: str, autocast_bf16: bool = False):
     """The model this stage trains, from ``frozen``, the base as ``modeling.load_model`` loads it
     with ``weights`` (``modeling.base_weights``), or an fp32 model built in memory (a benchmark's),
-    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added.
-
-    ``autocast_bf16``: training runs under bf16 autocast (``modeling.use_bf16(train.bf16)``). With
-    a bf16 base there, peft's cast of each LoRA layer's input to the adapter's fp32 is undone by
-    autocast at the adapter's matmul (bf16 -> fp32 -> bf16, exact): peft's own switch
-    (``cast_input_dtype_enabled``, as ``peft.helpers.disable_input_dtype_casting`` sets it) turns
-    it off, 4 kernels per adapted layer and micro-batch fewer (2 casts forward, 2 backward). LoRA's
-    dropout then draws on the bf16 input; tests/test_train_lora.py bounds the loss curve's change.
-    Without autocast the cast stays: a bf16 input would not meet fp32 LoRA weights."""
+    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added; with a bf16
+    base under bf16 autocast (``autocast_bf16``: ``modeling.use_bf16(train.bf16)``), fewer
+    kernels (``fewer_bf16_kernels``)."""
     import torch
 
     if weights == "bf16":  # a no-op for a base loaded in bf16
@@ -90,12 +84,34 @@ def trainable_model(frozen, params: Params, weights: str, autocast_bf16: bool = 
         frozen = prepare_model_for_kbit_training(frozen, params.train.gradient_checkpointing)
     model = add_lora(frozen, params.lora, params.seed)
     if weights == "bf16" and autocast_bf16:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        for module in model.modules():
-            if isinstance(module, BaseTunerLayer):
-                module.cast_input_dtype_enabled = False
+        fewer_bf16_kernels(model)
     return model
+
+
+def fewer_bf16_kernels(model) -> None:
+    """In place, for a LoRA model on a bf16 base trained under bf16 autocast, two library
+    switches that drop kernels of every micro-batch (counted by ``python -m benchmarks.host``):
+
+    - peft casts each LoRA layer's input to the adapter's fp32 and autocast casts it back to bf16
+      for the adapter's matmul (bf16 -> fp32 -> bf16, exact): peft's own switch
+      (``cast_input_dtype_enabled``, as ``peft.helpers.disable_input_dtype_casting`` sets it) turns
+      it off, 4 kernels per adapted layer fewer (2 casts forward, 2 backward). LoRA's dropout then
+      draws on the bf16 input. Without autocast the cast must stay: a bf16 input would not meet
+      fp32 LoRA weights.
+    - T5's ``gelu_new`` is the tanh approximation of GELU written as 8 elementwise ops, each
+      rounding to bf16; transformers' ``gelu_pytorch_tanh`` (``GELUTanh``) is the same formula
+      in one kernel (one backward), computed in fp32 and rounded once.
+
+    tests/test_train_lora.py bounds what changes: the loss curve against the fp32 base's."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
 
 
 def train(params: Params) -> dict | None:
