@@ -28,10 +28,11 @@ recipe's effective batch (32 x 2 = 64 examples) in every row:
   project's batches in a plain PyTorch loop (autocast, accumulation, clipping, fused AdamW, no
   host sync per step): what the model costs with nothing around it;
 - variants of ``project``, one change each: the frozen base in bf16 (``train.base_weights:
-  bf16``), micro-batch 64 x 1, eager attention instead of sdpa, ``torch.compile`` with dynamic
-  shapes (one graph for every batch length; bucketing the lengths instead compiles a graph per
-  bucket, minutes each), and the cost of one evaluation (the validation set) and one checkpoint,
-  scaled to the recipe's ``max_steps / eval_steps`` of each.
+  bf16``, with the train stage's ``fewer_bf16_kernels``), micro-batch 64 x 1, eager attention
+  instead of sdpa, ``torch.compile`` with dynamic shapes (one graph for every batch length;
+  bucketing the lengths instead compiles a graph per bucket, minutes each), and the cost of one
+  evaluation (the validation set) and one checkpoint, scaled to the recipe's ``max_steps /
+  eval_steps`` of each.
 
 Generation (``stages.infer.generate``: length-sorted batches, the adapter merged, bf16 weights
 where the GPU has them, as ``generate.bf16: auto``), exactly ``new_tokens`` per dialogue (random
@@ -188,17 +189,21 @@ class Bench:
 
 def lora_model(b: Bench, base_weights: str = "fp32", attention: str | None = None):
     """A fresh model of the workload's shape (flan-t5-base's, or demo/tiny-t5) with the recipe's
-    LoRA adapter (fp32, peft's default even on a bf16 base), on the device."""
+    LoRA adapter (fp32, peft's default even on a bf16 base), on the device; a bf16 base under bf16
+    autocast with the train stage's ``fewer_bf16_kernels``."""
     import torch
 
-    from stages.train_lora import add_lora
+    from stages.train_lora import add_lora, fewer_bf16_kernels
 
     base = synthetic.load_shape("tiny", SEED)[0] if b.tiny else synthetic.base_shape_model(SEED, device=b.device)
     if attention:
         base.set_attn_implementation(attention)
     if base_weights == "bf16":
         base.to(torch.bfloat16)  # what train.base_weights: bf16 loads
-    return add_lora(base, b.params.lora, SEED).to(b.device)
+    model = add_lora(base, b.params.lora, SEED).to(b.device)
+    if base_weights == "bf16" and b.bf16:  # as stages.train_lora.trainable_model
+        fewer_bf16_kernels(model)
+    return model
 
 
 def project_args(b: Bench, batch: int, accumulation: int, max_steps: int):

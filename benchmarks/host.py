@@ -10,8 +10,28 @@ counts, read on any machine, that say so before a GPU is rented:
   the views and allocations that launch no kernel: ``launches_a_kernel``) of one
   training micro-batch, forward and backward, under bf16 autocast; the model built by the train
   stage's own functions (``stages.modeling.load_model`` with ``train.base_weights`` and
-  ``train.dropout_rate`` as the stage resolves them on a bf16 GPU, then ``stages.train_lora.add_lora``),
-  so a change to how the frozen base is loaded shows here. Casts and dropout draws are listed apart.
+  ``train.dropout_rate`` as the stage resolves them on a bf16 GPU, then
+  ``stages.train_lora.trainable_model``), so a change to how the frozen base is loaded shows here.
+  Casts and dropout draws are listed apart. The ops are those the CPU dispatches
+  (``torch.autocast("cpu")``, whose lists of ops cast to bf16 or fp32 differ from CUDA's in a few
+  ops T5 uses, such as the loss's softmax). A GPU runs two things in far fewer kernels: each scaled
+  dot-product attention call (T5's float position-bias mask and dropout rule out the CPU's fused
+  kernel, so it runs the math path: casts to fp32, matmuls, softmax, dropout; CUDA runs one
+  memory-efficient attention kernel, which takes an arbitrary mask and dropout, and one for its
+  backward) and each dropout (CPU: ``bernoulli_``, ``div_``, ``mul``, and a ``mul`` backward; CUDA:
+  ``native_dropout``, one fused kernel each way). Both are counted apart
+  (``train_ops_in_attention``, ``train_ops_in_dropout``: their ops forward and backward, with their
+  calls), and ``train_ops_fused_estimate`` is the count with each such call taken as one kernel
+  forward and one backward: an estimate from those two rules of PyTorch's CUDA dispatch, not a count
+  (CUDA may also pad a mask to an aligned length, a kernel more). Counting the CUDA dispatch itself
+  without a GPU does not work with a CPU build of torch (2.13): fake tensors on device ``cuda`` can
+  be made (``FakeTensorMode``) and ``torch.autocast("cuda")`` runs once ``torch.cuda.is_available``
+  answers True, but the first op that records autograd history on such a tensor needs a CUDA device
+  guard, which a CPU build does not have (``_ensureCUDADeviceGuardSet`` installs a no-op one only in
+  a CUDA build without a device); with one registered from a C++ extension a small forward runs, and
+  its backward stops in the autograd engine, which asks for the accelerator ("Cannot access
+  accelerator device when none is available"). On a GPU, ``torch.profiler`` counts the kernels
+  (``benchmarks.gpu``'s ``decode_profile`` does for a decode step).
 - ``decode_ops_per_step``, ``host_syncs_per_step``: the same count per decode step of
   ``stages.infer.generate`` on the model cast to bf16, as ``generate.bf16: auto`` runs it on a GPU
   (the difference between two lengths, so the encoder and set-up cancel); a host sync is an op
@@ -71,9 +91,12 @@ def launches_a_kernel(func) -> bool:
     return not any(r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
 
 
-def op_counter():
+def op_counter(regions=None):
     """A ``TorchDispatchMode`` counting the aten ops that run under it, by name: ``counts`` those
-    that launch a kernel on a GPU, ``calls`` every one."""
+    that launch a kernel on a GPU, ``calls`` every one; with ``regions`` (``call_regions``), also
+    ``by_region``: the kernel-level ops that ran inside each region's calls, by (region,
+    ``forward`` or ``backward``)."""
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Ops(TorchDispatchMode):
@@ -81,15 +104,67 @@ def op_counter():
             super().__init__()
             self.counts: Counter = Counter()
             self.calls: Counter = Counter()
+            self.by_region: Counter = Counter()
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
             self.calls[name] += 1
             if launches_a_kernel(func):
                 self.counts[name] += 1
+                if regions is not None and regions.current:
+                    self.by_region[regions.current, "forward"] += 1
+                    regions.kernels += 1
+                elif regions is not None and (node := torch._C._current_autograd_node()) in regions.nodes \
+                        and name != "add":  # an add here sums gradients of a tensor used twice: not the call's
+                    self.by_region[regions.nodes[node], "backward"] += 1
             return func(*args, **(kwargs or {}))
 
     return Ops()
+
+
+def call_regions(functions: dict):
+    """A ``TorchFunctionMode`` that names the calls of ``functions`` ({function: region}) while
+    they run (``current``: their forward ops) and the autograd nodes they leave between their
+    outputs and their inputs (``nodes``: their backward ops); ``calls`` counts those that ran a
+    kernel (``kernels``, counted by ``op_counter``) by (region, ``forward``), and those that left
+    nodes by (region, ``backward``): a dropout of probability 0 runs none, on a GPU too."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class Regions(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.current: str | None = None
+            self.nodes: dict = {}
+            self.calls: Counter = Counter()
+            self.kernels = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            region = functions.get(func)
+            if region is None or self.current is not None:
+                return func(*args, **(kwargs or {}))
+            self.current, self.kernels = region, 0
+            try:
+                out = func(*args, **(kwargs or {}))
+            finally:
+                self.current = None
+            if self.kernels:
+                self.calls[region, "forward"] += 1
+            known = len(self.nodes)
+            inputs = [a for a in list(args) + list((kwargs or {}).values()) if isinstance(a, torch.Tensor)]
+            stop = {t.grad_fn for t in inputs if t.grad_fn is not None}
+            todo = [out.grad_fn] if isinstance(out, torch.Tensor) and out.grad_fn is not None else []
+            while todo:  # the nodes the call created: from its output back to its inputs' nodes
+                node = todo.pop()
+                if node in stop or node in self.nodes or type(node).__name__ == "AccumulateGrad":
+                    continue
+                self.nodes[node] = region
+                todo.extend(n for n, _ in node.next_functions if n is not None)
+            if len(self.nodes) > known:
+                self.calls[region, "backward"] += 1
+            return out
+
+    return Regions()
 
 
 @contextlib.contextmanager
@@ -116,7 +191,8 @@ def model_folder(shape: str, workdir: Path) -> Path:
 
 def train_ops(folder: Path, params, batch: int = 2, source: int = 48, target: int = 12) -> Counter:
     """Aten ops of one training micro-batch (forward + backward) of the model the train stage
-    builds on a bf16 GPU, under bf16 autocast."""
+    builds on a bf16 GPU, under bf16 autocast, by name; those inside scaled dot-product attention
+    and dropout calls, by (region, forward/backward); and those calls (``call_regions``)."""
     import torch
 
     from stages import modeling
@@ -126,18 +202,27 @@ def train_ops(folder: Path, params, batch: int = 2, source: int = 48, target: in
         bf16 = modeling.use_bf16(params.train.bf16)
         weights = modeling.base_weights(params.train.base_weights, bf16)
         frozen = modeling.load_model(folder, params.train.dropout_rate, weights)
-    model = trainable_model(frozen, params, weights).train()
+    model = trainable_model(frozen, params, weights, autocast_bf16=bf16).train()
     generator = torch.Generator().manual_seed(SEED)
     vocab = model.config.vocab_size
     inputs = {"input_ids": torch.randint(3, vocab, (batch, source), generator=generator),
               "attention_mask": torch.ones(batch, source, dtype=torch.long),
               "labels": torch.randint(3, vocab, (batch, target), generator=generator)}
-    counter = op_counter()
-    with counter:
+    regions = call_regions({torch.nn.functional.scaled_dot_product_attention: "attention",
+                            torch.nn.functional.dropout: "dropout"})
+    counter = op_counter(regions)
+    with regions, counter:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(**inputs).loss
         loss.backward()
-    return counter.counts
+    return counter.counts, counter.by_region, regions.calls
+
+
+def fused_estimate(counts: Counter, by_region: Counter, calls: Counter) -> int:
+    """``train_ops`` less what a GPU runs fused: each attention call's and each dropout's ops,
+    forward and backward, counted as one kernel forward and one backward. An estimate from
+    PyTorch's CUDA dispatch rules (module docstring), not a count."""
+    return sum(counts.values()) - sum(by_region.values()) + sum(calls.values())
 
 
 def decode_ops(folder: Path, params, lengths: tuple[int, int] = (3, 7)) -> tuple[float, float]:
@@ -233,7 +318,7 @@ def measure(shape: str, repeats: int = 1) -> dict:
     params = load_params(ROOT / "params.yaml")
     with tempfile.TemporaryDirectory(prefix="host-bench-") as workdir:
         folder = model_folder(shape, Path(workdir))
-        train = train_ops(folder, params)
+        train, by_region, calls = train_ops(folder, params)
         ops, syncs = decode_ops(folder, params)
     scores = [score_seconds() for _ in range(repeats)]
     startup = startup_seconds(repeats=repeats)
@@ -243,6 +328,11 @@ def measure(shape: str, repeats: int = 1) -> dict:
         "train_casts_per_micro_batch": sum(train[name] for name in CASTS),
         "train_dropouts_per_micro_batch": sum(n for name, n in train.items()
                                               if "dropout" in name or "bernoulli" in name),
+        "train_attention_calls_per_micro_batch": calls["attention", "forward"],
+        "train_ops_in_attention": by_region["attention", "forward"] + by_region["attention", "backward"],
+        "train_dropout_calls_per_micro_batch": calls["dropout", "forward"],
+        "train_ops_in_dropout": by_region["dropout", "forward"] + by_region["dropout", "backward"],
+        "train_ops_fused_estimate": fused_estimate(train, by_region, calls),
         "decode_ops_per_step": round(ops, 1),
         "host_syncs_per_step": round(syncs, 2),
         "decode_steps_500": decode_steps_500(params),

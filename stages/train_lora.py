@@ -70,10 +70,12 @@ def save_adapter(model, folder: Path, base: tuple[str, str | None] | None = None
     config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def trainable_model(frozen, params: Params, weights: str):
+def trainable_model(frozen, params: Params, weights: str, autocast_bf16: bool = False):
     """The model this stage trains, from ``frozen``, the base as ``modeling.load_model`` loads it
     with ``weights`` (``modeling.base_weights``), or an fp32 model built in memory (a benchmark's),
-    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added."""
+    cast here to the same dtype: k-bit bases prepared, a fresh LoRA adapter added; with a bf16
+    base under bf16 autocast (``autocast_bf16``: ``modeling.use_bf16(train.bf16)``), fewer
+    kernels (``fewer_bf16_kernels``)."""
     import torch
 
     if weights == "bf16":  # a no-op for a base loaded in bf16
@@ -82,17 +84,47 @@ def trainable_model(frozen, params: Params, weights: str):
         from peft import prepare_model_for_kbit_training  # fp32 norms and (optionally) checkpointing
 
         frozen = prepare_model_for_kbit_training(frozen, params.train.gradient_checkpointing)
-    return add_lora(frozen, params.lora, params.seed)
+    model = add_lora(frozen, params.lora, params.seed)
+    if weights == "bf16" and autocast_bf16:
+        fewer_bf16_kernels(model)
+    return model
+
+
+def fewer_bf16_kernels(model) -> None:
+    """In place, for a LoRA model on a bf16 base trained under bf16 autocast, two library
+    switches that drop kernels of every micro-batch (counted by ``python -m benchmarks.host``):
+
+    - peft casts each LoRA layer's input to the adapter's fp32 and autocast casts it back to bf16
+      for the adapter's matmul (bf16 -> fp32 -> bf16, exact): peft's own switch
+      (``cast_input_dtype_enabled``, as ``peft.helpers.disable_input_dtype_casting`` sets it) turns
+      it off, 4 kernels per adapted layer fewer (2 casts forward, 2 backward). LoRA's dropout then
+      draws on the bf16 input. Without autocast the cast must stay: a bf16 input would not meet
+      fp32 LoRA weights.
+    - T5's ``gelu_new`` is the tanh approximation of GELU written as 8 elementwise ops, each
+      rounding to bf16; transformers' ``gelu_pytorch_tanh`` (``GELUTanh``) is the same formula
+      in one kernel (one backward), computed in fp32 and rounded once.
+
+    tests/test_train_lora.py bounds what changes: the loss curve against the fp32 base's."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
 
 
 def train(params: Params) -> dict | None:
     """Train, save the adapter, and return the training metrics (``None`` on ranks > 0)."""
     resolved = modeling.resolve(params.model, params.hub)
     tokenizer = modeling.load_tokenizer(resolved.folder)
-    weights = modeling.base_weights(params.train.base_weights, modeling.use_bf16(params.train.bf16))
+    bf16 = modeling.use_bf16(params.train.bf16)
+    weights = modeling.base_weights(params.train.base_weights, bf16)
     frozen = modeling.load_model(resolved.folder, params.train.dropout_rate, weights,
                                  launch.local_rank())
-    model = trainable_model(frozen, params, weights)
+    model = trainable_model(frozen, params, weights, autocast_bf16=bf16)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %d trainable of %d parameters (%.2f %%), frozen base in %s",
              trainable, total, 100 * trainable / total, weights)
