@@ -27,8 +27,9 @@ recipe's effective batch (32 x 2 = 64 examples) in every row:
   recipe's batch, learning rate and steps (fp32, random order, no workers); ``bare_loop``, the
   project's batches in a plain PyTorch loop (autocast, accumulation, clipping, fused AdamW, no
   host sync per step): what the model costs with nothing around it;
-- variants of ``project``, one change each: the frozen base in bf16 (``train.base_weights:
-  bf16``, with the train stage's ``fewer_bf16_kernels``), micro-batch 64 x 1, eager attention
+- variants of ``project`` (whose frozen base is ``train.base_weights`` as the train stage resolves
+  it: ``auto`` is bf16 under bf16 autocast, with its ``fewer_bf16_kernels``), one change each: the
+  frozen base in fp32 (what the stage did before ``auto``), micro-batch 64 x 1, eager attention
   instead of sdpa, ``torch.compile`` with dynamic shapes (one graph for every batch length;
   bucketing the lengths instead compiles a graph per bucket, minutes each), and the cost of one
   evaluation (the validation set) and one checkpoint, scaled to the recipe's ``max_steps /
@@ -262,19 +263,23 @@ def describe(b: Bench, batch: int, accumulation: int, base: str = "fp32", attent
     return f"{batch} x {accumulation}, {autocast}, {base} base, {attention}{extra}"
 
 
-def project_variant(base_weights: str = "fp32", attention: str | None = None, micro: bool = False,
+def project_variant(base_weights: str | None = None, attention: str | None = None, micro: bool = False,
                     compiled: bool = False) -> Callable[[Bench], dict]:
-    """The project's Trainer with one thing changed."""
+    """The project's Trainer with one thing changed (``base_weights`` None: the train stage's own,
+    ``train.base_weights`` resolved for this run's autocast)."""
     def run(b: Bench) -> dict:
+        from stages import modeling
+
         w = b.w
+        weights = base_weights or modeling.base_weights(b.params.train.base_weights, b.bf16)
         batch, accumulation = (w.batch_size * w.accumulation, 1) if micro else (w.batch_size, w.accumulation)
         warmup = w.compile_warmup_steps if compiled else w.warmup_steps
-        model = lora_model(b, base_weights, attention)
+        model = lora_model(b, weights, attention)
         if compiled:
             model.compile(dynamic=True)
         args = project_args(b, batch, accumulation, warmup + w.steps)
         extra = ", torch.compile (dynamic shapes)" if compiled else ""
-        return {"settings": describe(b, batch, accumulation, base_weights, attention or "sdpa", extra)} | timed_trainer(
+        return {"settings": describe(b, batch, accumulation, weights, attention or "sdpa", extra)} | timed_trainer(
             b, model, args, project_collator(b, model), warmup)
     return run
 
@@ -490,7 +495,7 @@ PHASES = (
     Phase("project", "training", "peer", "the project's Trainer", 35, project_variant()),
     Phase("hf_defaults", "training", "peer", "Seq2SeqTrainer defaults", 45, hf_defaults),
     Phase("bare_loop", "training", "peer", "plain PyTorch loop", 25, bare_loop),
-    Phase("base_bf16", "training", "variant", "frozen base in bf16", 30, project_variant(base_weights="bf16")),
+    Phase("base_fp32", "training", "variant", "frozen base in fp32", 30, project_variant(base_weights="fp32")),
     Phase("micro_batch_x1", "training", "variant", "one micro-batch per step", 30, project_variant(micro=True)),
     Phase("eager_attention", "training", "variant", "eager attention", 30, project_variant(attention="eager")),
     Phase("eval_checkpoint", "cost", "measure", "one evaluation and one checkpoint", 25, eval_checkpoint),

@@ -167,12 +167,13 @@ def test_gpu_benchmark_tiny_runs_every_phase_on_cpu(tmp_path, monkeypatch, capsy
     assert results["complete"] and list(rows) == [gpu.row_name(p, gpu.TINY) for p in gpu.PHASES]
     assert {n for n, r in rows.items() if r["status"] != "ok"} == {"compile"}
     assert rows["compile"]["status"] == "skipped" and rows["compile"]["reason"].startswith("needs CUDA: ")
-    for name in ("project", "hf_defaults", "bare_loop", "base_bf16", "micro_batch_x1", "eager_attention"):
+    for name in ("project", "hf_defaults", "bare_loop", "base_fp32", "micro_batch_x1", "eager_attention"):
         r = rows[name]
         assert (r["steps"], r["examples"]) == (2, 8), name  # the effective batch 2 x 2 in every row
         assert r["tokens_per_s"] > 0 and r["model_tflops"] > 0 and r["mfu"] is None  # no peak known for a CPU
     assert rows["micro_batch_x1"]["settings"].startswith("4 x 1, ")
-    assert "bf16 base" in rows["base_bf16"]["settings"] and "eager" in rows["eager_attention"]["settings"]
+    assert "fp32 base" in rows["project"]["settings"]  # train.base_weights: auto, on a CPU
+    assert "fp32 base" in rows["base_fp32"]["settings"] and "eager" in rows["eager_attention"]["settings"]
     cost = rows["eval_checkpoint"]
     assert cost["evaluate_s"] > 0 and cost["checkpoint_mb"] > 0 and cost["events_per_run"] == 10  # 1000 / 100
     generated = [rows[name] for name in ("generate@2", "generate@4", "generate@all")]
