@@ -118,10 +118,16 @@ def commit(workdir: Path, message: str) -> None:
         subprocess.run([*git, "commit", "-qm", message], cwd=workdir, check=True)
 
 
+# The demo's thread count. With another number of threads torch and MKL split their sums
+# otherwise, and 400 training steps later the adapter differs: with the CPU kernels pinned
+# (stages/__init__.py), LoRA ROUGE-L 0.340 on 1 thread, 0.360 on 2. So every machine runs the demo
+# on 2 threads, and scores what demo/recorded/ holds; a model this small gains little from more.
+THREADS = "2"
+
 # What to try next, printed after the scores; each runs as printed (tests/test_demo_run.py).
 NEXT_STEPS = """\
-Next, try an experiment and review it against the demo's committed run (branch main):
-  cd {workdir} && source {venv}/bin/activate
+Next, an experiment on the demo's {threads} threads, reviewed against the demo's committed run (branch main):
+  cd {workdir} && source {venv}/bin/activate && export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}
   dvc exp run -S lora.r=8     # retrains LoRA at rank 8: train_lora, infer@lora, score rerun
   dvc metrics diff main       # what it changed in the scores and the cost
   python -m review.report     # the pull-request report: verdict, intervals, changed outputs"""
@@ -131,6 +137,8 @@ def stage_env() -> dict:
     """The environment the stages run in: offline, and this interpreter's ``python`` first."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", DVC_NO_ANALYTICS="1",
                TOKENIZERS_PARALLELISM="false")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # THREADS, unless the caller chose
+        env.setdefault(name, THREADS)
     # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
     # slowed a training step from 0.2 s to 4 s.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -245,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     print(score_table(scores))
     print("\n".join(["", *notes(scores, params["generate"]["max_new_tokens"], split["test"]["rows"])]))
     print(f"\nSide by side: {workdir / params['paths']['examples']}\n")
-    print(NEXT_STEPS.format(workdir=os.path.relpath(workdir), venv=os.path.relpath(Path(sys.prefix), workdir)))
+    print(NEXT_STEPS.format(workdir=os.path.relpath(workdir), venv=os.path.relpath(Path(sys.prefix), workdir),
+                            threads=THREADS))
 
 
 if __name__ == "__main__":

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from stages.check_params import CHECKED
-from stages.params import load_params
-from tests.conftest import ROOT, copy_project, dvc, set_params
+from stages.params import load_params, read_params_file
+from tests.conftest import ROOT, commit, copy_project, dvc, git, set_params
 
 
-def run_check(cwd: Path) -> subprocess.CompletedProcess:
+def run_check(cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stages.check_params"], cwd=cwd, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "", **env})
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1, result.stdout + result.stderr
+    return ours[0]
 
 
 def digest(path: Path) -> str:
@@ -44,9 +53,7 @@ def test_a_bad_value_leaves_every_result_in_place(built_project, tmp_path):
             project / paths.predictions_file("lora"), project / paths.scores()]
     before = [digest(p) for p in kept]
     failed = dvc(project, "exp", "run", "-S", "lora.r=-1", check=False)
-    assert failed.returncode != 0
-    ours = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("error:")]
-    assert len(ours) == 1 and "lora.r" in ours[0], failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "lora.r" in error_line(failed)
     assert "Running stage 'train_lora'" not in failed.stdout
     assert [digest(p) for p in kept] == before
 
@@ -73,3 +80,33 @@ def test_a_checkpoints_folder_outside_the_repository_is_refused_and_nothing_dele
                                                  "the repository"), failed.stdout + failed.stderr
     assert "Running stage 'train_lora'" not in failed.stdout
     assert theirs.read_text() == "not the project's\n"
+
+
+def test_the_refusal_says_how_to_undo_only_where_params_yaml_differs_from_its_commit(tmp_path):
+    with_git = {"PATH": os.path.dirname(shutil.which("git"))}
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    git(tmp_path, "init", "-q")
+    commit(tmp_path, "params")
+    set_params(tmp_path, lora__dropout=2.0)
+    assert "undo: git checkout -- params.yaml" in error_line(run_check(tmp_path, **with_git))
+    assert "git checkout" not in error_line(run_check(tmp_path))  # no git: no command it cannot run
+    # a --temp or queued experiment runs in a copy: the workspace (DVC_ROOT) was never touched
+    assert "git checkout" not in error_line(run_check(tmp_path, DVC_ROOT=str(ROOT), **with_git))
+    commit(tmp_path, "a bad value, committed")  # nothing to undo: the line names the key to fix
+    assert "git checkout" not in error_line(run_check(tmp_path, **with_git))
+
+
+def test_the_printed_undo_restores_a_workspace_the_next_experiment_runs_in(built_project, tmp_path):
+    """A typo that `dvc exp run -S` writes into params.yaml (`+` adds a key, as DVC's own refusal of
+    `-S lora.rr=8` suggests) is refused, and stays there: the next experiment would be refused on
+    it too, whatever it sets, until the printed command is run. Only check_params runs (the
+    target): it is what refuses."""
+    project = copy_project(built_project, tmp_path / "p")
+    rank = load_params(project / "params.yaml").lora.r + 1
+    refused = error_line(dvc(project, "exp", "run", "-S", "+lora.rr=8", "check_params", check=False))
+    assert "lora.rr: unknown key" in refused
+    assert "rr" in read_params_file(project / "params.yaml")["lora"]  # left there: every later run refused
+    undo = refused.split("undo: ", 1)[1]
+    subprocess.run(shlex.split(undo), cwd=project, check=True)
+    dvc(project, "exp", "run", "-S", f"lora.r={rank}", "check_params")
+    assert load_params(project / "params.yaml").lora.r == rank

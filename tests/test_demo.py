@@ -7,7 +7,19 @@ import json
 import pytest
 
 from demo import make_tiny_t5
-from demo.run import NEXT_STEPS, autostage, commit, deep_merge, demo_params, notes, repro, score_table, sync
+from demo.run import (
+    NEXT_STEPS,
+    THREADS,
+    autostage,
+    commit,
+    deep_merge,
+    demo_params,
+    notes,
+    repro,
+    score_table,
+    stage_env,
+    sync,
+)
 from stages import modeling
 from stages.errors import ParamsError
 from stages.params import parse_params, read_yaml
@@ -204,7 +216,7 @@ def test_the_demo_project_is_on_main_and_its_results_are_committed(tmp_path):
     assert git(workdir, "status", "--porcelain").strip() == ""
     sync(ROOT, workdir, demo_params())  # a second `make demo`: no second project commit
     assert git(workdir, "log", "--format=%s").count("make demo: the project") == 1
-    steps = NEXT_STEPS.format(workdir="demo-run", venv="../.venv")
+    steps = NEXT_STEPS.format(workdir="demo-run", venv="../.venv", threads=THREADS)
     assert [line.split("#")[0].strip() for line in steps.splitlines()[2:]] == [
         "dvc exp run -S lora.r=8", "dvc metrics diff main", "python -m review.report"]
 
@@ -240,3 +252,15 @@ def test_the_readmes_demo_numbers_are_the_recorded_runs():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme.rewrite(text, runs) == text, "README.md's demo block is stale: python -m demo.readme write"
     assert readme.block(runs) in text
+
+
+def test_the_demo_runs_on_the_same_thread_count_everywhere_unless_told_otherwise(monkeypatch):
+    """Another thread count sums floats in another order and trains another adapter: the demo's
+    stages, and the experiments its next steps print, run on THREADS threads on any machine."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    assert {stage_env()[n] for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")} == {THREADS}
+    assert f"export OMP_NUM_THREADS={THREADS} MKL_NUM_THREADS={THREADS}" in NEXT_STEPS.format(
+        workdir="demo-run", venv="../.venv", threads=THREADS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # demo.readme records a run per thread count so
+    assert stage_env()["OMP_NUM_THREADS"] == "1"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from demo.run import stage_env
+from stages.params import load_params
 from tests.conftest import copy_project, dvc, set_params
 
 FAKE_KEY = "wandb-fake-key-7f3c9e21d4b8a6f0e5c1"
@@ -34,10 +35,9 @@ def lock_outputs(project: Path) -> dict[str, str]:
 
 
 def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
-    # Copies of the built project with 30 steps: split and tokenize are up to date in both.
-    whole = set_params(copy_project(built_project, tmp_path / "whole"), train__max_steps=30)
-    dvc(whole, "repro", "train_lora")
-    crashed = set_params(copy_project(built_project, tmp_path / "crashed"), train__max_steps=30)
+    """The built project (20 steps, a checkpoint every 10) is the uninterrupted run; a copy of it
+    loses its adapter, trains again and is killed once checkpoint 10 is written."""
+    crashed = copy_project(built_project, tmp_path / "crashed")
     shutil.rmtree(crashed / "models" / "lora")
 
     checkpoint = crashed / "checkpoints" / "lora" / "checkpoint-10" / "trainer_state.json"
@@ -55,9 +55,10 @@ def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
     step = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", log).group(1))
     assert step in (10, 20)
     metrics = json.loads((crashed / "metrics" / "records" / "train_lora.json").read_text())
-    assert metrics["resumed_from_step"] == step and metrics["steps"] == 30
+    reference = json.loads((built_project / "metrics" / "records" / "train_lora.json").read_text())
+    assert metrics["resumed_from_step"] == step and metrics["steps"] == reference["steps"] == 20
     adapter = "models/lora/adapter_model.safetensors"
-    assert (crashed / adapter).read_bytes() == (whole / adapter).read_bytes()
+    assert (crashed / adapter).read_bytes() == (built_project / adapter).read_bytes()
     assert not list((crashed / "checkpoints" / "lora").glob("checkpoint-*"))  # cleared on success
 
 
@@ -71,36 +72,40 @@ COST_KEYS = {"wall_time_s", "samples_per_second", "input_tokens_per_second", "pe
 
 @pytest.fixture(scope="module")
 def twin_runs(built_project, tmp_path_factory) -> list[Path]:
-    """The shared built project, and a copy of it where every stage ran again (`dvc repro -f`)."""
-    again = copy_project(built_project, tmp_path_factory.mktemp("again") / "project")
-    dvc(again, "repro", "--force")
-    return [built_project, again]
+    """The shared built project, and a copy of it where every stage ran again (`dvc repro -f`),
+    with W&B switched on (offline) and planted HF and W&B keys in the environment.
 
-
-@pytest.fixture(scope="module")
-def run_with_secrets(built_project, tmp_path_factory) -> Path:
-    """The built project with W&B switched on (offline), rerun with planted HF and W&B keys in
-    the environment: training, the stage that talks to W&B, is forced to rerun under them (W&B
-    changes no output, so nothing reruns by itself), then whatever its adapter changes
-    downstream; every output is scanned."""
+    One rerun serves both checks: the same bits every time (W&B changes no output; ``tracking``
+    is declared by no stage), and no secret in any output of any stage, the one that talks to W&B
+    (training) included."""
     env_before = dict(os.environ)
     os.environ.update(WANDB_API_KEY=FAKE_KEY, HF_TOKEN=FAKE_HF_TOKEN, WANDB_MODE="offline")
     try:
-        project = set_params(copy_project(built_project, tmp_path_factory.mktemp("secrets") / "project"),
-                             tracking__wandb=True)
-        assert "Running stage 'train_lora'" in dvc(project, "repro", "--force", "--single-item", "train_lora").stdout
-        dvc(project, "repro")
+        again = set_params(copy_project(built_project, tmp_path_factory.mktemp("again") / "project"),
+                           tracking__wandb=True)
+        assert "Running stage 'train_lora'" in dvc(again, "repro", "--force").stdout
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    return project
+    return [built_project, again]
 
 
 def test_two_fresh_runs_give_identical_outputs(twin_runs):
     first, second = (lock_outputs(p) for p in twin_runs)
     assert first.keys() == second.keys()
     differing = {path for path in first if first[path] != second[path]}
-    assert differing <= TIMED, f"outputs differ between identical runs: {differing - TIMED}"
+    shipped = str(load_params(twin_runs[0] / "params.yaml").paths.published_adapter())  # with its card
+    assert differing <= TIMED | {shipped}, f"outputs differ between identical runs: {differing - TIMED}"
+    # The adapter as it ships: the same files, and the same card but for the code's commit, which
+    # says "with uncommitted changes" where the rerun's params.yaml switched W&B on.
+    a, b = (sorted(p.name for p in (project / shipped).iterdir()) for project in twin_runs)
+    assert a == b
+    for name in a:
+        texts = [(project / shipped / name).read_bytes() for project in twin_runs]
+        if name == "README.md":
+            texts = [[line for line in text.splitlines() if not line.startswith(b"- code: git commit")]
+                     for text in texts]
+        assert texts[0] == texts[1], name
     # The timed outputs agree on everything but time.
     for name in (f"{folder}{stage}.json" for folder in ("", "records/")
                  for stage in ("train_lora", "infer_base", "infer_lora")):
@@ -119,8 +124,8 @@ def test_lock_pins_model_and_library_versions(twin_runs):
     assert set(metrics["versions"]) >= {"torch", "transformers", "peft", "datasets"}
 
 
-def test_no_secret_in_any_output(run_with_secrets):
-    project = run_with_secrets
+def test_no_secret_in_any_output(twin_runs):
+    project = twin_runs[1]
     assert (project / "wandb").is_dir()  # W&B did run, offline
     for path in project.rglob("*"):
         # tests/ holds this very file, with the planted key in it

@@ -78,3 +78,40 @@ def test_a_stage_run_as_a_file_says_in_one_line_how_to_run_it(tmp_path):
             assert result.stderr.splitlines() == [
                 f"error: the stages are modules of the package stages/: from the project root, "
                 f"run python -m stages.{name} (not python stages/{name}.py)"], result.stderr[-2000:]
+
+
+def kernels(**env: str) -> list[str]:
+    """What a stage process computes with: the pin it leaves in its environment, torch's choice."""
+    from stages import CPU_KERNELS
+
+    clean = {k: v for k, v in os.environ.items() if k not in CPU_KERNELS}  # this process imported stages
+    code = ("import os, stages, torch\n"
+            "print(os.environ.get('ATEN_CPU_CAPABILITY'), torch.backends.cpu.get_cpu_capability())")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, **env}, check=True).stdout.split()
+
+
+def test_an_x86_64_cpu_with_avx2_computes_with_avx2_kernels_unless_the_user_says_otherwise():
+    """Whatever wider instructions it has (AVX-512): then x86-64 CPUs compute a run alike."""
+    from stages import has_avx2
+
+    if has_avx2():
+        assert kernels() == ["avx2", "AVX2"]
+        assert kernels(ATEN_CPU_CAPABILITY="default") == ["default", "DEFAULT"]  # the user's value is kept
+    else:  # ARM, or an x86-64 CPU without AVX2: nothing pinned, torch's own choice
+        assert kernels()[0] == "None"
+
+
+def test_avx2_is_read_from_the_cpus_flags(tmp_path, monkeypatch):
+    from stages import has_avx2
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n")
+    assert has_avx2(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx avx512f_no\n")
+    assert not has_avx2(str(cpuinfo))
+    assert not has_avx2(str(tmp_path / "missing"))
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
+    cpuinfo.write_text("flags\t\t: avx2\n")
+    assert not has_avx2(str(cpuinfo))
