@@ -20,7 +20,7 @@ from stages.params import Hub, read_yaml
 from tests.conftest import ROOT
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-# google/flan-t5-base at 7bcac57 (shared/FACTS.md): every weight format the repo holds.
+# google/flan-t5-base at 7bcac57: every weight format the repo holds.
 FLAN_T5_BASE = [".gitattributes", "README.md", "config.json", "generation_config.json",
                 "model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack",
                 "special_tokens_map.json", "spiece.model", "tokenizer.json", "tokenizer_config.json"]
