@@ -122,11 +122,9 @@ def kernels_note(run: dict) -> str:
         return ("Torch's CPU kernels were not pinned (no AVX2 here): another machine may score other digits "
                 "([demo/README.md](demo/README.md#the-same-numbers-on-another-machine)).")
     settings = " ".join(f"`{name}={value}`" for name, value in pinned.items())
-    return (f"Torch's CPU kernels are pinned to AVX2 ({settings}, set by `stages/__init__.py`) and `make demo` "
-            f"runs on {THREADS} threads on any machine (`demo/run.py`): an x86-64 CPU with AVX-512 then "
-            f"computes what one with AVX2 does, and two x86-64 machines scored these numbers to every digit. "
-            f"Unpinned, the two scored LoRA ROUGE-L 0.345 and 0.333; on ARM, whose kernels are other ones, "
-            f"expect gaps of that size ([demo/README.md](demo/README.md#the-same-numbers-on-another-machine)).")
+    return (f"CPU kernels pinned to AVX2 ({settings}: `stages/__init__.py`), {THREADS} threads (`demo/run.py`): two "
+            "x86-64 machines pinned alike scored the same digits; unpinned, or on ARM, expect LoRA ROUGE-L "
+            "to move by ~0.03 ([demo/README.md](demo/README.md#the-same-numbers-on-another-machine)).")
 
 
 def block(runs: list[dict]) -> str:
