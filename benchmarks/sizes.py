@@ -87,7 +87,7 @@ def measure(folder: Path, setting: str, steps: int, batch: int, device: str) -> 
     autocast = lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)  # noqa: E731 (Trainer's bf16=True)
     model.train()
     losses = []
-    with PeakMemory(device) as trained:
+    with PeakMemory(device) as trained, training.bf16_attention(device):  # (checkpointing recomputes in backward)
         started = time.perf_counter()
         for _ in range(steps):
             losses.append(training.train_step(model, optimizer, trainable, data, autocast))
@@ -99,7 +99,7 @@ def measure(folder: Path, setting: str, steps: int, batch: int, device: str) -> 
               "load_peak_mb": round(loaded.mb, 1), "train_peak_mb": round(trained.mb, 1)}
     if weights in ("fp32", "bf16"):  # a k-bit base merges into rounded weights: infer loads fp32 instead
         merged = modeling.merge_adapter(model.eval()).to(torch.bfloat16)
-        with torch.inference_mode(), PeakMemory(device) as generated:
+        with torch.inference_mode(), training.bf16_attention(device), PeakMemory(device) as generated:
             merged.generate(input_ids=data["input_ids"], attention_mask=data["attention_mask"],
                             max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
         result["generate_bf16_peak_mb"] = round(generated.mb, 1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from benchmarks.memory import PeakMemory
 
@@ -106,6 +106,26 @@ def loss_check(model, rows: list[dict], tokenizer, device: str) -> dict:
 
 def to_device(batch: dict, device: str) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def bf16_attention(device: str):
+    """Where attention computes in bf16: on a CPU, sdpa's math kernel. torch 2.13's CPU flash
+    attention in bf16 fails ("pack_vnni2 is only supported when avx512 is supported") on an
+    AVX-512 CPU once ``stages`` pinned ``ATEN_CPU_CAPABILITY`` to avx2 (``stages/__init__.py``).
+    No stage computes in bf16 on a CPU; benchmarks and tests that stand in for a GPU there do."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH) if torch.device(device).type == "cpu" else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def bf16_autocast(device: str) -> Iterator[None]:
+    """bf16 autocast, what the Trainer's ``bf16=True`` runs, with ``bf16_attention``."""
+    import torch
+
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16), bf16_attention(device):
+        yield
 
 
 def train_step(model, optimizer, params: list, batch: dict, autocast: Callable) -> float:

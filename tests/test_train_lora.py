@@ -344,6 +344,7 @@ def _autocast_losses(tiny_model, weights: str, steps: int, lora_dropout: float =
     import torch
     from transformers import DataCollatorForSeq2Seq
 
+    from benchmarks.training import bf16_autocast
     from stages.params import load_params
     from stages.sources import jsonl_lines
     from stages.train_lora import trainable_model
@@ -366,7 +367,7 @@ def _autocast_losses(tiny_model, weights: str, steps: int, lora_dropout: float =
         first = step * 4 % len(rows)
         batch = collator([{"input_ids": s, "labels": t} for s, t in
                           zip(sources[first:first + 4], targets[first:first + 4])])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with bf16_autocast("cpu"):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
