@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from stages import checksums
 from stages import hub as hub_client
-from stages.errors import ModelError
+from stages.errors import ModelError, first_line
 from stages.params import Hub, Model
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def loading(folder: Path):
         with dropping_log_lines("transformers.modeling_utils", mismatch_table):
             yield
     except SafetensorError as exc:
-        raise ModelError(f"{folder}: a safetensors file there does not load ({_first_line(exc)}): it is "
+        raise ModelError(f"{folder}: a safetensors file there does not load ({first_line(exc)}): it is "
                          f"cut short or damaged; {mend}") from None
     except torch.OutOfMemoryError:
         raise
@@ -268,16 +268,11 @@ def loading(folder: Path):
         # the tensor at fault on a later line
         lines = str(exc).splitlines()
         detail = ("tensor sizes differ" if "ignore_mismatched_sizes" in str(exc) else
-                  next((line.strip() for line in lines if "size mismatch" in line), _first_line(exc)))
+                  next((line.strip() for line in lines if "size mismatch" in line), first_line(exc)))
         raise ModelError(f"{folder}: its config does not fit its weights ({detail[:120]}): a damaged or "
                          f"edited config; {mend}") from None
     except ValueError as exc:  # a config the loader refuses (peft: r <= 0, target modules not found)
-        raise ModelError(f"{folder}: its config is refused ({_first_line(exc)}); {mend}") from None
-
-
-def _first_line(exc: BaseException, limit: int = 120) -> str:
-    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return line if len(line) <= limit else line[:limit] + "..."
+        raise ModelError(f"{folder}: its config is refused ({first_line(exc)}); {mend}") from None
 
 
 @contextmanager

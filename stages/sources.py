@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stages import hub as hub_client
-from stages.errors import DataError
+from stages.errors import DataError, first_line
 from stages.params import Data, Hub
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def _parquet_named(path: str | Path) -> Iterator[None]:
         problem: Exception = exc
     except ValueError as exc:  # pyarrow's ArrowInvalid
         problem = exc
-    first = str(problem).strip().splitlines()[0][:120] if str(problem).strip() else type(problem).__name__
+    first = first_line(problem)
     raise DataError(f"{path}: not a readable parquet file ({first}): damaged on disk; `dvc checkout {path}` "
                     "restores it, `dvc repro` rebuilds it")
 
@@ -172,7 +172,7 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (ValueError, OSError) as exc:  # pandas / pyarrow parse errors: positions, not data
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"{path}: not a valid {fmt} file ({first})") from None
 
 
