@@ -106,18 +106,24 @@ def deadline(expire: Callable[[int], None], grace_s: float = GRACE_S) -> Callabl
     previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     stop = threading.Event()
 
-    def loop() -> None:
+    def wait_for_a_stop() -> int | None:
         while True:  # other handled signals (a DataLoader's SIGCHLD) write their numbers too
             try:
                 received = os.read(read_end, 1)
             except OSError:  # closed: stopped
-                return
+                return None
             if not received or stop.is_set():
-                return
+                return None
             if received[0] in STOPPING:
-                break
-        if not stop.wait(grace_s):
-            expire(received[0])
+                return received[0]
+
+    def loop() -> None:
+        try:
+            signum = wait_for_a_stop()
+        finally:
+            os.close(read_end)  # the pipe's other end is stop_watching's to close
+        if signum is not None and not stop.wait(grace_s):
+            expire(signum)
 
     def stop_watching() -> None:
         stop.set()
