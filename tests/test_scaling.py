@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stages.params import load_params
-from tests.conftest import copy_project, dvc, set_params
+from tests.conftest import FEW_STEPS, copy_project, dvc, set_params
 
 
 def read_jsonl(path):
@@ -21,13 +21,14 @@ def read_jsonl(path):
 # may round a reduction split over 2 threads differently from one over 1 (on 2 cores here, 5
 # LoRA steps at batch 16 end with other bytes at 1 and 2 threads).
 THREADS = {"OMP_NUM_THREADS": "1"}
+HALF = FEW_STEPS["batch_size"] // 2  # each of 2 processes' micro-batch: the built project's effective batch
 
 
 @pytest.fixture(scope="module")
 def two_processes(built_project, tmp_path_factory):
-    """The built project trained again as 4 x 2 processes (the built one: 8 x 1 process)."""
+    """The built project trained again as 2 x 2 processes (the built one: 4 x 1 process)."""
     two = set_params(copy_project(built_project, tmp_path_factory.mktemp("two") / "p"),
-                     train__batch_size=4, train__processes=2)
+                     train__batch_size=HALF, train__processes=2)
     with pytest.MonkeyPatch.context() as env:
         for name, value in THREADS.items():
             env.setenv(name, value)
@@ -36,13 +37,13 @@ def two_processes(built_project, tmp_path_factory):
 
 
 def test_two_process_training_matches_one_process(built_project, two_processes):
-    # Same effective batch: 8 x 1 process (the built project) == 4 x 2 processes, at the demo's
+    # Same effective batch: 4 x 1 process (the built project) == 2 x 2 processes, at the demo's
     # gradient accumulation in both.
     one, two = built_project, two_processes
-    assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 8
+    assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 2 * HALF
     m1, m2 = (json.loads((p / "metrics" / "records" / "train_lora.json").read_text()) for p in (one, two))
     accumulation = load_params(one / "params.yaml").train.gradient_accumulation_steps
-    assert m1["effective_batch_size"] == m2["effective_batch_size"] == 8 * accumulation
+    assert m1["effective_batch_size"] == m2["effective_batch_size"] == 2 * HALF * accumulation
     assert m1["gradient_accumulation_steps"] == m2["gradient_accumulation_steps"] == accumulation
     assert m1["devices"] == m2["devices"] == "cpu"
     assert m2["steps"] == m1["steps"] == 20
@@ -62,7 +63,7 @@ def test_two_nodes_train_as_one_node_with_two_processes(built_project, two_proce
 
     from demo.run import stage_env
 
-    project = set_params(copy_project(built_project, tmp_path / "p"), train__batch_size=4)
+    project = set_params(copy_project(built_project, tmp_path / "p"), train__batch_size=HALF)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
