@@ -18,15 +18,24 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+# Three workers (pyproject.toml) on 2 cores, each stage computing on one thread: a worker often
+# waits (on a queue, a signal, a socket) or runs single-threaded Python (imports, DVC), and a
+# third worker fills those gaps. Idle, on 2 cores: 2 workers with stages on 2 threads 6:42, 3
+# workers on 1 thread 5:56 (3 workers on 2 threads each were slower than 2). The thread count
+# only changes how a CPU sums floats: every test compares runs made with the same count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 # The files that train or run the pipeline, the longest first (minutes each on 2 cores; the rest
 # take seconds). Under `--dist loadfile` a file runs whole on one worker, and xdist hands a
 # worker its next file while its current one still has two tests to go: with xdist's own order
 # (most tests first) these few-test files came last, two of them queued on one worker while
-# the other ran out of work. First, the long ones run side by side and the short ones fill in at
-# the end (pyproject.toml turns xdist's reordering off). test_benchmarks.py needs no built
-# project: it runs while the other worker builds it.
-LONGEST_FIRST = ("test_benchmarks.py", "test_faults.py", "test_e2e.py", "test_reproducibility.py",
-                 "test_queue.py", "test_rehearsal.py", "test_scaling.py", "test_remote.py")
+# the others ran out of work. First, the long ones run side by side and the short ones fill in
+# at the end (pyproject.toml turns xdist's reordering off). The first and third need no built
+# project: they run while the second worker builds it.
+LONGEST_FIRST = ("test_benchmarks.py", "test_faults.py", "test_rehearsal.py", "test_e2e.py",
+                 "test_reproducibility.py", "test_queue.py", "test_scaling.py", "test_remote.py",
+                 "test_cache_check.py", "test_review.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
