@@ -26,7 +26,7 @@ HALF = FEW_STEPS["batch_size"] // 2  # each of 2 processes' micro-batch: the bui
 
 @pytest.fixture(scope="module")
 def two_processes(built_project, tmp_path_factory):
-    """The built project trained again as 2 x 2 processes (the built one: 4 x 1 process)."""
+    """The built project trained again on 2 processes at half its micro-batch each (HALF)."""
     two = set_params(copy_project(built_project, tmp_path_factory.mktemp("two") / "p"),
                      train__batch_size=HALF, train__processes=2)
     with pytest.MonkeyPatch.context() as env:
@@ -37,7 +37,7 @@ def two_processes(built_project, tmp_path_factory):
 
 
 def test_two_process_training_matches_one_process(built_project, two_processes):
-    # Same effective batch: 4 x 1 process (the built project) == 2 x 2 processes, at the demo's
+    # Same effective batch: 2 * HALF x 1 process (the built project) == HALF x 2 processes, at the demo's
     # gradient accumulation in both.
     one, two = built_project, two_processes
     assert json.loads((one / "metrics" / "train_lora.json").read_text())["batch_size"] == 2 * HALF
