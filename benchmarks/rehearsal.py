@@ -93,9 +93,10 @@ TINY = Size(train=160, validation=24, test_dialogues=8)
 
 # DVC's run: one process per stage, the scaling runs' baseline (params.yaml may ask for more).
 ONE_PROCESS = {"train": {"processes": 1}, "generate": {"processes": 1}}
-# --tiny: every stage runs, on CPU, in seconds each; the numbers mean nothing but the code paths.
+# --tiny: every stage runs, on CPU, in seconds each; the numbers mean nothing but the code paths
+# (a micro-batch of 4: a tiny-model step's CPU time is its tokens).
 TINY_OVERRIDES = {
-    "train": {"max_steps": 4, "eval_steps": 2, "logging_steps": 1, "warmup_steps": 1, "batch_size": 8,
+    "train": {"max_steps": 4, "eval_steps": 2, "logging_steps": 1, "warmup_steps": 1, "batch_size": 4,
               "eval_batch_size": 32},
     "runtime": {"dataloader_workers": 0},
     "generate": {"max_new_tokens": 8, "batch_size": 16},

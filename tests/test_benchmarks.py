@@ -385,7 +385,7 @@ def test_rehearsal_tiny_cut_then_rerun_without_git(tmp_path, monkeypatch, capsys
     assert train["stage"] in lock["stages"] and train["stage"] == cut["running"]  # run 1 was cut training
     assert (train["steps"], train["resumed_from_step"], train["steps_trained"]) == (4, 0, 4)  # started clean
     assert train["seconds_per_step"] == round(train["wall_time_s"] / 4, 3)
-    assert train["batch_size_settled"] == 8 and train["model_tflops"] > 0
+    assert train["batch_size_settled"] == rehearsal.TINY_OVERRIDES["train"]["batch_size"] and train["model_tflops"] > 0
     assert train["mfu"] is None  # no bf16 peak for a CPU
     dtypes = {name: g["dtype"] for name, g in results["generation"].items()}
     assert len(dtypes) == 3 and set(dtypes.values()) == {"float32"}  # auto on CPU is fp32, and the fp32 run
