@@ -1,5 +1,6 @@
 """What every stage process starts with (stages/__init__.py, stages/cli.py): OpenMP threads that
-sleep when idle, progress bars on a terminal only, no library chatter."""
+sleep when idle, progress bars on a terminal only, no library chatter, and an end that does not
+collect the garbage of every library it loaded."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def test_a_stage_process_sleeps_idle_threads_and_draws_no_bar_into_a_log():
 
 def test_values_the_user_set_are_kept():
     assert probe(OMP_WAIT_POLICY="ACTIVE", TQDM_DISABLE="").stdout.split() == ["ACTIVE"]
+
+
+def test_a_stage_process_ends_with_its_objects_frozen_and_its_output_whole(tmp_path):
+    """The freeze runs after the libraries' own exit handlers (W&B, logging): registered before
+    them, when ``stages`` is imported first. A handler registered before that import runs after
+    the freeze and sees the objects frozen; a file written and flushed by a later handler is whole."""
+    out = tmp_path / "written.txt"
+    code = ("import atexit, gc\n"
+            "atexit.register(lambda: print(gc.get_freeze_count()))\n"
+            "import stages\n"
+            "import logging\n"
+            "kept = [[n] for n in range(5000)]\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write('x' * 100000))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert int(result.stdout) >= 5000
+    assert out.read_text() == "x" * 100000
 
 
 def test_rouge_scores_without_absl_info_lines():
