@@ -114,6 +114,7 @@ def test_the_loss_curve_grows_while_training_runs(built_project, tmp_path):
     project = set_params(copy_project(built_project, tmp_path / "p"), train__max_steps=400,
                          train__logging_steps=2, train__eval_steps=200)
     loss = project / "metrics/train_lora/plots/metrics/train/loss.tsv"
+    loss.unlink()  # the built run's rows (steps 5, 10, ...): only this run's may count
     proc = subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -124,6 +125,7 @@ def test_the_loss_curve_grows_while_training_runs(built_project, tmp_path):
             time.sleep(0.5)
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert len(rows) >= 3  # rows while the stage runs, not only when it ends
+        assert [int(row.split("\t")[0]) for row in rows[:3]] == [2, 4, 6]  # this run's logging steps
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)
