@@ -32,8 +32,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 # (most tests first) these few-test files came last, two of them queued on one worker while
 # the others ran out of work. First, the long ones run side by side and the short ones fill in
 # at the end (pyproject.toml turns xdist's reordering off). The first and third need no built
-# project: they run while the second worker builds it.
-LONGEST_FIRST = ("test_benchmarks.py", "test_faults.py", "test_rehearsal.py", "test_e2e.py",
+# project: they run while the second worker builds it (test_benchmarks.py is the longest of
+# all with its slow tests, `make test-all`, and short without them, `make test`).
+LONGEST_FIRST = ("test_rehearsal.py", "test_faults.py", "test_benchmarks.py", "test_e2e.py",
                  "test_reproducibility.py", "test_queue.py", "test_scaling.py", "test_remote.py",
                  "test_cache_check.py", "test_review.py")
 
@@ -107,8 +108,11 @@ def tiny_model() -> Path:
 # A tiny-model step's compute is its tokens: the tests check what steps do, not what the adapter
 # learns, so they train on batches of 2 and on a third of the demo's sample (every third
 # dialogue with all its human summaries, and every row of the topics too small to stratify, so
-# that the split still pools them).
-FEW_STEPS = {"max_steps": 20, "eval_steps": 10, "logging_steps": 5, "warmup_steps": 2, "batch_size": 2}
+# that the split still pools them), for STEPS steps with a checkpoint and an evaluation every
+# EVERY steps: two of each, what resuming from the older or the newer one needs. The loss is
+# logged at each checkpoint: a run resumed from one then logs the means the uninterrupted run did.
+FEW_STEPS = {"max_steps": 10, "eval_steps": 5, "logging_steps": 5, "warmup_steps": 2, "batch_size": 2}
+STEPS, EVERY = FEW_STEPS["max_steps"], FEW_STEPS["eval_steps"]
 TEST_DATA = "data/sample/dialogsum_sample_third.jsonl"
 TEST_FRACTIONS = {"train": 0.85, "validation": 0.05, "test": 0.1}  # each evaluation: one batch of ~30
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from stages.params import read_yaml
-from tests.conftest import commit, copy_project, dvc, ran, set_params
+from tests.conftest import EVERY, STEPS, commit, copy_project, dvc, ran, set_params
 
 RECIPE_STAGES = {"split", "tokenize", "train_lora", "infer@base", "infer@lora", "score", "card"}
 BASELINE_STAGES = {"train_baseline@full", "infer_baseline@full"}
@@ -60,7 +60,7 @@ def test_switching_the_full_fine_tune_on_runs_only_its_stages(project, first_rep
     lora, full = (json.loads((project / "metrics" / "records" / f"train_{v}.json").read_text())
                   for v in ("lora", "full"))
     for train in (lora, full):
-        assert train["steps"] == 20 and train["best_step"] in (10, 20)
+        assert train["steps"] == STEPS and train["best_step"] in (EVERY, STEPS)
         assert train["wall_time_s"] > 0 and train["input_tokens_per_second"] > 0 and train["weights_mb"] > 0
     assert (project / "models" / "lora" / "adapter_model.safetensors").is_file()
     assert (project / "models" / "full" / "model.safetensors").is_file()
@@ -145,9 +145,9 @@ def test_plots_show_draws_loss_curves_and_the_score_comparison(project, first_re
     rows = specs["loss"][0]["content"]["data"]["values"]  # LoRA's train and eval loss, one chart
     assert {r["filename"] for r in rows} == {"train/loss.tsv", "eval/loss.tsv"}  # DVC drops the common prefix
     eval_steps = sorted(int(r["step"]) for r in rows if r["filename"].endswith("eval/loss.tsv"))
-    assert eval_steps == [10, 20]  # x is the trainer's step
+    assert eval_steps == [EVERY, STEPS]  # x is the trainer's step
     full_eval = specs["metrics/train_full/plots/metrics/eval/loss.tsv"][0]["content"]["data"]["values"]
-    assert sorted(int(r["step"]) for r in full_eval) == [10, 20]
+    assert sorted(int(r["step"]) for r in full_eval) == [EVERY, STEPS]
 
     chart = specs["metrics/scores_plot.json"][0]["content"]
     bars = {(r["metric"], r["variant"]): r["score"] for r in chart["data"]["values"]}

@@ -2,7 +2,7 @@
 
 Each ends either in one clean line and nothing wrong recorded, or in a recovered run whose adapter
 and metrics equal the uninterrupted run's: the built project itself (conftest's ``built_project``,
-20 steps, checkpoints every 10) is that reference for every test here.
+``STEPS`` steps, a checkpoint every ``EVERY``) is that reference for every test here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from demo.run import stage_env
-from tests.conftest import ROOT, copy_project, dvc, set_params
+from tests.conftest import EVERY, ROOT, STEPS, copy_project, dvc, set_params
 from tests.test_reproducibility import lock_outputs
 
 ADAPTER = "models/lora/adapter_model.safetensors"
@@ -102,7 +102,7 @@ def test_params_edited_during_training_record_nothing_then_resume_finishes(built
     lock_before = (project / "dvc.lock").read_bytes()
     proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train_lora"], cwd=project,
                             env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(project / "checkpoints/lora/checkpoint-10/trainer_state.json", proc)
+    wait_for(project / f"checkpoints/lora/checkpoint-{EVERY}/trainer_state.json", proc)
     set_params(project, lora__r=8)  # someone edits params.yaml while it trains
     out, err = proc.communicate(timeout=600)
     assert proc.returncode != 0
@@ -111,16 +111,16 @@ def test_params_edited_during_training_record_nothing_then_resume_finishes(built
     assert (project / "dvc.lock").read_bytes() == lock_before  # r: 8 is not paired with r=32's adapter
     assert not (project / "models" / "lora").exists() or \
         (project / ADAPTER).read_bytes() == (built_project / ADAPTER).read_bytes()
-    assert (project / "checkpoints/lora/checkpoint-20").is_dir()  # kept: the work is not lost
+    assert (project / f"checkpoints/lora/checkpoint-{STEPS}").is_dir()  # kept: the work is not lost
 
     # Put params back: the rerun finds training complete at the last checkpoint (as after a failed
     # final save) and finishes without a phantom step.
     set_params(project, lora__r=32)
     result = dvc(project, "repro", "train_lora")
-    assert "resuming from checkpoints/lora/checkpoint-20" in result.stdout + result.stderr
+    assert f"resuming from checkpoints/lora/checkpoint-{STEPS}" in result.stdout + result.stderr
     assert_same_as_reference(project, built_project)
     metrics = json.loads((project / "metrics" / "records" / "train_lora.json").read_text())
-    assert metrics["steps"] == 20 and metrics["resumed_from_step"] == 20
+    assert metrics["steps"] == metrics["resumed_from_step"] == STEPS
     reference = json.loads((built_project / "metrics/records/train_lora.json").read_text())
     assert metrics["params_sha256"] == reference["params_sha256"]
     before, after = (lock_outputs(p) for p in (built_project, project))
@@ -161,7 +161,7 @@ def test_data_input_replaced_during_a_stage_records_nothing(built_project, tmp_p
 @pytest.fixture(scope="module")
 def failed_final_save(built_project, tmp_path_factory) -> Path:
     """A copy of the built project whose training ran to the end and then could not save the
-    adapter (no space left): checkpoints 10 and 20 stay, the old adapter too."""
+    adapter (no space left): its two checkpoints stay, the old adapter too."""
     project = copy_project(built_project, tmp_path_factory.mktemp("failed") / "p")
     shutil.rmtree(project / "models" / "lora")
     code = ("import errno, sys\n"
@@ -177,7 +177,8 @@ def failed_final_save(built_project, tmp_path_factory) -> Path:
     assert "Traceback" not in result.stderr
     assert not (project / "models" / "lora").exists()
     assert not [p for p in (project / "models").iterdir() if ".tmp-" in p.name]  # its temporary is gone too
-    assert {p.name for p in (project / "checkpoints/lora").glob("checkpoint-*")} == {"checkpoint-10", "checkpoint-20"}
+    kept = {p.name for p in (project / "checkpoints/lora").glob("checkpoint-*")}
+    assert kept == {f"checkpoint-{EVERY}", f"checkpoint-{STEPS}"}
     return project
 
 
@@ -200,32 +201,33 @@ def test_damaged_checkpoint_is_set_aside(failed_final_save, tmp_path, caplog, da
     from stages.finetune import check_checkpoint, newest_checkpoint
 
     folder = shutil.copytree(failed_final_save / "checkpoints/lora", tmp_path / "lora")
-    assert check_checkpoint(folder / "checkpoint-20", 20) is None
-    damage(folder / "checkpoint-20" / file)
+    newer, older = (folder / f"checkpoint-{step}" for step in (STEPS, EVERY))
+    assert check_checkpoint(newer, STEPS) is None
+    damage(newer / file)
     with caplog.at_level("WARNING"):
-        assert newest_checkpoint(folder, 20) == folder / "checkpoint-10"
+        assert newest_checkpoint(folder, STEPS) == older
     assert reason in caplog.text and "set aside" in caplog.text
-    assert (folder / "set-aside" / "checkpoint-20").is_dir()
-    damage(folder / "checkpoint-10" / file)  # both damaged: a fresh start
-    assert newest_checkpoint(folder, 20) is None
+    assert (folder / "set-aside" / newer.name).is_dir()
+    damage(older / file)  # both damaged: a fresh start
+    assert newest_checkpoint(folder, STEPS) is None
 
 
 def test_checkpoint_beyond_max_steps_is_not_trusted(failed_final_save, tmp_path):
     from stages.finetune import check_checkpoint
 
     folder = shutil.copytree(failed_final_save / "checkpoints/lora", tmp_path / "lora")
-    assert "beyond train.max_steps 10" in check_checkpoint(folder / "checkpoint-20", 10)
+    assert f"beyond train.max_steps {EVERY}" in check_checkpoint(folder / f"checkpoint-{STEPS}", EVERY)
 
 
 def test_truncated_optimizer_state_falls_back_to_the_older_checkpoint(failed_final_save, built_project,
                                                                    tmp_path):
     project = copy_project(failed_final_save, tmp_path / "p")
-    truncate(project / "checkpoints/lora/checkpoint-20/optimizer.pt")
+    truncate(project / f"checkpoints/lora/checkpoint-{STEPS}/optimizer.pt")
     result = subprocess.run([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "set aside checkpoints/lora/checkpoint-20: optimizer.pt does not load" in result.stderr
-    assert "resuming from checkpoints/lora/checkpoint-10" in result.stderr
+    assert f"set aside checkpoints/lora/checkpoint-{STEPS}: optimizer.pt does not load" in result.stderr
+    assert f"resuming from checkpoints/lora/checkpoint-{EVERY}" in result.stderr
     assert_same_as_reference(project, built_project)
 
 
@@ -235,7 +237,7 @@ def test_failed_final_save_rerun_finishes_without_training(failed_final_save, bu
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_as_reference(project, built_project)
-    assert json.loads((project / "metrics/train_lora.json").read_text())["steps"] == 20
+    assert json.loads((project / "metrics/train_lora.json").read_text())["steps"] == STEPS
 
 
 # --- 4. temporaries of an interrupted write ---------------------------------------------------
@@ -329,7 +331,7 @@ def test_interrupted_training_is_one_line_and_keeps_its_checkpoints(built_projec
     project = copy_project(built_project, tmp_path / "p")
     adapter = (project / ADAPTER).read_bytes()
     proc = start_training(project)
-    wait_for(project / "checkpoints/lora/checkpoint-10/trainer_state.json", proc)
+    wait_for(project / f"checkpoints/lora/checkpoint-{EVERY}/trainer_state.json", proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == status
@@ -338,7 +340,7 @@ def test_interrupted_training_is_one_line_and_keeps_its_checkpoints(built_projec
     assert f"interrupted ({name}): nothing was written; rerun to resume" in [line.strip() for line in err.splitlines()]
     assert "Traceback" not in err
     assert (project / ADAPTER).read_bytes() == adapter
-    assert (project / "checkpoints/lora/checkpoint-10").is_dir()
+    assert (project / f"checkpoints/lora/checkpoint-{EVERY}").is_dir()
     # The rerun resumes from it to the uninterrupted run's adapter: after SIGTERM (`dvc queue kill`)
     # in tests/test_queue.py, after SIGKILL in tests/test_reproducibility.py.
 
@@ -358,7 +360,7 @@ def test_a_stage_stops_when_dvc_is_killed_and_a_second_training_is_refused(built
                                 env=stage_env(), stdout=out, stderr=err)
     stage = []
     try:
-        wait_for(project / "checkpoints/lora/checkpoint-10/trainer_state.json", proc)
+        wait_for(project / f"checkpoints/lora/checkpoint-{EVERY}/trainer_state.json", proc)
         stage = psutil.Process(proc.pid).children(recursive=True)  # the stage, its data loader workers
         second = subprocess.run([sys.executable, "-m", "stages.train_lora"], cwd=project, env=stage_env(),
                                 capture_output=True, text=True, timeout=120)
@@ -385,7 +387,7 @@ def test_a_stage_stops_when_dvc_is_killed_and_a_second_training_is_refused(built
     time.sleep(2)  # DVC removed the stage's outputs before running it; the stopped stage writes none, ever
     assert not (project / "models/lora").exists() and not (project / "metrics/train_lora.json").exists()
     assert not [p for p in (*(project / "models").iterdir(), *(project / "metrics").iterdir()) if ".tmp-" in p.name]
-    assert (project / "checkpoints/lora/checkpoint-10").is_dir()  # kept for the rerun to resume
+    assert (project / f"checkpoints/lora/checkpoint-{EVERY}").is_dir()  # kept for the rerun to resume
 
 
 def _running(process) -> bool:

@@ -5,6 +5,7 @@ there to read while training runs. The real `dvc queue` commands, on the offline
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +16,6 @@ import pytest
 
 from demo.run import stage_env
 from tests.conftest import copy_project, dvc, git, set_params
-
-ADAPTER = "models/lora/adapter_model.safetensors"
 
 
 def start_queue(project: Path, jobs: int, env: dict | None = None) -> None:
@@ -36,18 +35,6 @@ def wait_queue(project: Path, timeout: float = 600) -> str:
     pytest.fail(f"the queue did not finish in {timeout} s:\n{status}")
 
 
-def lock_md5(project: Path, rev: str, path: str) -> str:
-    lock = git(project, "show", f"{rev}:dvc.lock")
-    from ruamel.yaml import YAML
-
-    stages = YAML(typ="safe", pure=True).load(lock)["stages"]
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            if out["path"] == path:
-                return out["md5"]
-    raise AssertionError(f"{path} not in {rev}'s dvc.lock")
-
-
 def exp_ref(project: Path, name: str) -> str:
     refs = git(project, "for-each-ref", "--format=%(refname)", "refs/exps").split()
     return next(r for r in refs if r.endswith(f"/{name}"))
@@ -56,12 +43,15 @@ def exp_ref(project: Path, name: str) -> str:
 def test_a_killed_queued_experiment_resumes_when_queued_again(built_project, tmp_path):
     """Its checkpoints and their lock live in the repository's checkpoints folder, not in the
     temporary copy DVC runs it in and deletes: killed (SIGTERM, as `dvc queue kill` sends it), both
-    stay; queued again, it resumes from them and trains the adapter the uninterrupted run did (the
-    built project's: the same params, every stage forced to rerun); once that adapter is saved
-    both go (ten experiments once left nine `lora-<key>/` folders and nine `.lock` files)."""
+    stay; queued again with the same params, it resumes from them and trains to the end; once its
+    adapter is saved both go (ten experiments once left nine `lora-<key>/` folders and nine
+    `.lock` files). 30 steps, a checkpoint every 10: after the first, 20 steps are left to train
+    while `dvc queue kill` reaches the stage. That the resumed adapter is the uninterrupted run's
+    is test_reproducibility's and test_faults' to show."""
     project = copy_project(built_project, tmp_path / "p")
-    # --force --single-item train_lora: retrain with the built project's params, nothing else
-    dvc(project, "exp", "run", "--queue", "--force", "--single-item", "-n", "first", "train_lora")
+    steps = ("-S", "train.max_steps=30", "-S", "train.eval_steps=10")
+    # --force --single-item train_lora: retrain, nothing else
+    dvc(project, "exp", "run", "--queue", "--force", "--single-item", "-n", "first", *steps, "train_lora")
     start_queue(project, 1)
     deadline = time.monotonic() + 300
     checkpoint = None
@@ -75,12 +65,14 @@ def test_a_killed_queued_experiment_resumes_when_queued_again(built_project, tmp
     folder = checkpoint.parents[1]
     assert folder.with_name(f"{folder.name}.lock").is_file()
 
-    dvc(project, "exp", "run", "--queue", "--force", "--single-item", "-n", "second", "train_lora")
+    dvc(project, "exp", "run", "--queue", "--force", "--single-item", "-n", "second", *steps, "train_lora")
     start_queue(project, 1)
     assert "Success" in wait_queue(project).split("second")[-1].splitlines()[0]
     logs = dvc(project, "queue", "logs", "second").stdout
-    assert f"resuming from {checkpoint.parent}" in logs
-    assert lock_md5(project, exp_ref(project, "second"), "models/lora") == lock_md5(project, "HEAD", "models/lora")
+    resumed = re.search(rf"resuming from {re.escape(str(folder))}/checkpoint-(\d+)", logs)
+    assert resumed, logs[-3000:]
+    record = json.loads(git(project, "show", f"{exp_ref(project, 'second')}:metrics/records/train_lora.json"))
+    assert (record["resumed_from_step"], record["steps"]) == (int(resumed.group(1)), 30)
     # Once the adapter was in place its checkpoints went, and the lock with them: nothing left behind
     assert not list((project / "checkpoints").iterdir())
 

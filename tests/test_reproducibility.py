@@ -20,7 +20,7 @@ import pytest
 
 from demo.run import stage_env
 from stages.params import load_params
-from tests.conftest import copy_project, dvc, set_params
+from tests.conftest import EVERY, STEPS, copy_project, dvc, set_params
 
 FAKE_KEY = "wandb-fake-key-7f3c9e21d4b8a6f0e5c1"
 FAKE_HF_TOKEN = "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"
@@ -35,12 +35,12 @@ def lock_outputs(project: Path) -> dict[str, str]:
 
 
 def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
-    """The built project (20 steps, a checkpoint every 10) is the uninterrupted run; a copy of it
-    loses its adapter, trains again and is killed once checkpoint 10 is written."""
+    """The built project (``STEPS`` steps, a checkpoint every ``EVERY``) is the uninterrupted run;
+    a copy of it loses its adapter, trains again and is killed once its first checkpoint is written."""
     crashed = copy_project(built_project, tmp_path / "crashed")
     shutil.rmtree(crashed / "models" / "lora")
 
-    checkpoint = crashed / "checkpoints" / "lora" / "checkpoint-10" / "trainer_state.json"
+    checkpoint = crashed / "checkpoints" / "lora" / f"checkpoint-{EVERY}" / "trainer_state.json"
     proc = subprocess.Popen([sys.executable, "-m", "stages.train_lora"], cwd=crashed, env=stage_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -53,10 +53,10 @@ def test_killed_training_resumes_to_the_same_adapter(built_project, tmp_path):
     result = dvc(crashed, "repro", "train_lora")
     log = result.stdout + result.stderr
     step = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", log).group(1))
-    assert step in (10, 20)
+    assert step in (EVERY, STEPS)
     metrics = json.loads((crashed / "metrics" / "records" / "train_lora.json").read_text())
     reference = json.loads((built_project / "metrics" / "records" / "train_lora.json").read_text())
-    assert metrics["resumed_from_step"] == step and metrics["steps"] == reference["steps"] == 20
+    assert metrics["resumed_from_step"] == step and metrics["steps"] == reference["steps"] == STEPS
     adapter = "models/lora/adapter_model.safetensors"
     assert (crashed / adapter).read_bytes() == (built_project / adapter).read_bytes()
     assert not list((crashed / "checkpoints" / "lora").glob("checkpoint-*"))  # cleared on success

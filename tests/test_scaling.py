@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stages.params import load_params
-from tests.conftest import FEW_STEPS, copy_project, dvc, set_params
+from tests.conftest import FEW_STEPS, STEPS, copy_project, dvc, set_params
 
 
 def read_jsonl(path):
@@ -46,7 +46,7 @@ def test_two_process_training_matches_one_process(built_project, two_processes):
     assert m1["effective_batch_size"] == m2["effective_batch_size"] == 2 * HALF * accumulation
     assert m1["gradient_accumulation_steps"] == m2["gradient_accumulation_steps"] == accumulation
     assert m1["devices"] == m2["devices"] == "cpu"
-    assert m2["steps"] == m1["steps"] == 20
+    assert m2["steps"] == m1["steps"] == STEPS
     assert m2["best_eval_loss"] == pytest.approx(m1["best_eval_loss"], rel=0.05)
     assert {p.name for p in (two / "models" / "lora").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
 
