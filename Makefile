@@ -1,6 +1,7 @@
 # make setup  - .venv with torch for this machine and the locked stack the pipeline runs with
 # make demo   - the real pipeline on the offline sample with the tiny model (CPU, minutes)
-# make test   - the test suite (what CI runs): adds the test tools and Chromium for the plot test
+# make test   - the test suite but for its slow tests: adds the test tools and Chromium for the plot test
+# make test-all - the whole suite, the slow tests too (what CI runs)
 # make lint   - ruff (CI runs it too)
 # make lock   - resolve requirements/*.lock again (needs uv and PyPI)
 # make gpu-wheels - the wheels a GPU box without a package index needs for the rehearsal (.whl/)
@@ -33,7 +34,7 @@ CUSTOM_TORCH := $(filter command environment,$(origin TORCH_INDEX))
 locked = $(if $(CUSTOM_TORCH),awk -F== 'NR == FNR {cpu[$$1]; next} $$1 != "torch" && $$1 in cpu' \
 	requirements/cpu-test.lock $(1),cat $(1))
 
-.PHONY: setup setup-test browser demo test lint lock gpu-wheels
+.PHONY: setup setup-test browser demo test test-all lint lock gpu-wheels
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test browser
 
@@ -97,6 +98,9 @@ demo: setup
 	$(PY) -m demo.run
 
 test: setup-test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+test-all: setup-test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 lint: setup-test
