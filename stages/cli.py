@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from stages import atomic, launch, lifetime
@@ -42,6 +43,19 @@ def params_digest() -> str | None:
 
 
 def _on_signal(signum, frame):
+    """SIGTERM: raise ``Interrupted`` where the stage runs, unless that is a finalizer.
+
+    Python runs a signal's handler between any two bytecodes, including those of a ``__del__``
+    that the garbage collector calls (regex's, while transformers loads): an exception raised
+    there is printed as "Exception ignored in ...", with a traceback, and dropped, and the stage
+    would run on as if never signalled. There the signal is sent again once the finalizer is done
+    (a rank stopped by the launcher printed such a traceback, about one run in a few hundred)."""
+    caller = frame
+    while caller is not None:
+        if caller.f_code.co_name == "__del__":
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        caller = caller.f_back
     raise Interrupted(signum)
 
 

@@ -120,3 +120,29 @@ def test_a_launched_worker_stops_at_once_on_sigterm(tmp_path, waiting):
     assert (tmp_path / "errors" / "rank-0").read_text() == \
         "143\ninterrupted (SIGTERM): nothing was written; rerun to resume\n"
     assert not (tmp_path / "finalized").exists()
+
+
+FINALIZER = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from stages import cli
+
+class Held:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the signal comes while a finalizer runs
+        sum(range(1000))
+
+def body():
+    Held()  # freed at once: its __del__ runs here
+    time.sleep(30)  # the stage's work, where the signal sent again must stop it
+
+cli.run(body)
+"""
+
+
+def test_a_sigterm_that_comes_during_a_finalizer_still_stops_the_stage():
+    """Raised inside a ``__del__``, the interruption would be printed as "Exception ignored in"
+    with a traceback, dropped, and the stage would run on (exit 0 after the sleep)."""
+    result = subprocess.run([sys.executable, "-c", FINALIZER], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert result.stderr.splitlines() == ["interrupted (SIGTERM): nothing was written; rerun to resume"]
