@@ -60,4 +60,4 @@ if has_avx2():
 if not (sys.stderr and sys.stderr.isatty()):
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-atexit.register(gc.freeze)  # registered first, so it runs after the handlers libraries register
+atexit.register(gc.freeze)  # before torch & co. register theirs, so it runs after them

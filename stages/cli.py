@@ -49,7 +49,7 @@ def _on_signal(signum, frame):
     that the garbage collector calls (regex's, while transformers loads): an exception raised
     there is printed as "Exception ignored in ...", with a traceback, and dropped, and the stage
     would run on as if never signalled. There the signal is sent again once the finalizer is done
-    (a rank stopped by the launcher printed such a traceback, about one run in a few hundred)."""
+    (seen in a test run: a rank the launcher stopped printed such a traceback)."""
     caller = frame
     while caller is not None:
         if caller.f_code.co_name == "__del__":
