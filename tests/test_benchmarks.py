@@ -156,7 +156,7 @@ def test_peak_note_says_what_mfu_is_against_or_that_it_is_not_reported():
     assert gpu.peak_note("Tesla T4", None) == "MFU not reported: no datasheet dense bf16 peak known for Tesla T4"
 
 
-# Slow (`make test-all` and CI run it, `make test` does not): every phase of the benchmark, in turn.
+# Slow (pyproject.toml's marker): every phase of the benchmark, in turn.
 @pytest.mark.slow
 def test_gpu_benchmark_tiny_runs_every_phase_on_cpu(tmp_path, monkeypatch, capsys):
     """--tiny: every phase of the GPU benchmark runs on a CPU with demo/tiny-t5, 2 timed steps per
@@ -321,8 +321,8 @@ def test_preflight_imports_each_dependency_and_holds_it_to_pyproject_floors(tmp_
     ]  # wandb is not imported with tracking off; pandas, ruamel.yaml and dulwich pass
 
 
-# Slow (`make test-all` and CI run it, `make test` does not): the pipeline twice, then scaled to two
-# processes, about 16 processes that each load torch and transformers.
+# Slow (pyproject.toml's marker): the pipeline twice, then scaled to two processes, about 16
+# processes that each load torch and transformers.
 @pytest.mark.slow
 def test_rehearsal_tiny_cut_then_rerun_without_git(tmp_path, monkeypatch, capsys):
     """The GPU rehearsal's --tiny mode on a machine with no `git` command: cut during training as

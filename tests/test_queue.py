@@ -40,9 +40,9 @@ def exp_ref(project: Path, name: str) -> str:
     return next(r for r in refs if r.endswith(f"/{name}"))
 
 
-# Slow (`make test-all` and CI run it, `make test` does not): two queued experiments, one killed,
-# ~100 s on 2 cores. What `make test` keeps of it: a resume after SIGKILL (test_reproducibility.py)
-# and after SIGTERM and SIGINT (test_faults.py), and queued experiments (the next test).
+# Slow (pyproject.toml's marker): two queued experiments, one killed, ~100 s on 2 cores. What
+# `make test` keeps of it: a resume after SIGKILL (test_reproducibility.py) and after SIGTERM and
+# SIGINT (test_faults.py), and queued experiments (the next test).
 @pytest.mark.slow
 def test_a_killed_queued_experiment_resumes_when_queued_again(built_project, tmp_path):
     """Its checkpoints and their lock live in the repository's checkpoints folder, not in the
